@@ -1,0 +1,1 @@
+"""autoremediate: CloudWatch alarms fix what runbooks used to fix by hand."""

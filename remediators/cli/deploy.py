@@ -1,0 +1,244 @@
+"""Synthesize the app for a policy file and deploy it into the local AWS as `cdk deploy` would.
+
+`cdk deploy` uploads the file assets to the bootstrap bucket, then creates the stack through
+CloudFormation. Here the same happens against moto, after doing what `cdk bootstrap` and AWS
+itself would have done first: the assets bucket, the bootstrap version parameter, and the
+public Powertools layer with its SSM parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+import remediators
+from remediators.cli.local_aws import LocalAws
+
+__all__ = [
+    "AsyncInvokeSettings",
+    "DeployedStack",
+    "assets_bucket",
+    "async_invoke_settings",
+    "deploy",
+    "synthesize",
+]
+
+_QUALIFIER = "hnb659fds"
+_BOOTSTRAP_VERSION = "30"
+_SOURCES = ("remediators", "stacks")
+_DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
+_UNSUPPORTED = re.compile(r"Tried to parse (\S+) but it's not supported")
+
+
+@dataclass(frozen=True)
+class DeployedStack:
+    """What CloudFormation created: outputs, and physical ids by logical id."""
+
+    name: str
+    outputs: dict[str, str]
+    resources: dict[str, str] = field(default_factory=dict)
+    template: dict[str, Any] = field(default_factory=dict)
+    # Resource types moto's CloudFormation skips (policies, subscriptions, ...).
+    not_simulated: list[str] = field(default_factory=list)
+
+
+def synthesize(policy_path: Path, cache_root: Path | None = None) -> Path:
+    """Synthesize the app for `policy_path`; return the cloud assembly directory.
+
+    Synth takes seconds, so assemblies are cached by the policy file's content and the source
+    of the code that is synthesized and shipped.
+    """
+    root = cache_root or _cache_root()
+    outdir = root / _fingerprint(policy_path)
+    if (outdir / "manifest.json").exists():
+        return outdir
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from stacks.build import build_app  # CDK and jsii load only when synth is needed
+
+    staging = outdir.with_name(outdir.name + ".partial")
+    build_app(policy_path, outdir=str(staging)).synth()
+    staging.rename(outdir)
+    return outdir
+
+
+def deploy(assembly: Path, aws: LocalAws) -> DeployedStack:
+    """Deploy the assembly's one stack into the local AWS through CloudFormation."""
+    manifest = json.loads((assembly / "manifest.json").read_text())
+    stack_name, artifact = next(
+        (name, a)
+        for name, a in manifest["artifacts"].items()
+        if a["type"] == "aws:cloudformation:stack"
+    )
+    template_path = assembly / artifact["properties"]["templateFile"]
+    template = json.loads(template_path.read_text())
+    _bootstrap(aws)
+    _publish_assets(assembly / f"{stack_name}.assets.json", aws)
+    _publish_public_parameters(template, aws)
+    cloudformation = boto3.client("cloudformation")
+    moto_logger = logging.getLogger("moto")
+    level = moto_logger.level
+    moto_logger.setLevel(logging.ERROR)  # it logs each resource type it skips
+    try:
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            cloudformation.create_stack(
+                StackName=stack_name,
+                TemplateBody=json.dumps(template),
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+            )
+            stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+            summaries = cloudformation.list_stack_resources(StackName=stack_name)
+    finally:
+        moto_logger.setLevel(level)
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"stack {stack_name}: {stack['StackStatus']}")
+    return DeployedStack(
+        name=stack_name,
+        outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+        resources={
+            r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+            for r in summaries["StackResourceSummaries"]
+        },
+        template=template,
+        not_simulated=sorted({m[1] for w in skipped if (m := _UNSUPPORTED.search(str(w.message)))}),
+    )
+
+
+@dataclass(frozen=True)
+class AsyncInvokeSettings:
+    """How Lambda handles a function's failed async invocations."""
+
+    retries: int
+    dead_letter_arn: str | None
+
+
+def async_invoke_settings(stack: DeployedStack, aws: LocalAws) -> dict[str, AsyncInvokeSettings]:
+    """Retries and dead-letter queue per deployed function name, from the template.
+
+    moto's Lambda models neither DeadLetterConfig nor EventInvokeConfig, so the simulator
+    (standing in for the Lambda service) takes them from what was deployed.
+    """
+    resources = stack.template["Resources"]
+    retries = {
+        config["Properties"]["FunctionName"]["Ref"]: config["Properties"].get(
+            "MaximumRetryAttempts", _DEFAULT_ASYNC_RETRIES
+        )
+        for config in resources.values()
+        if config["Type"] == "AWS::Lambda::EventInvokeConfig"
+    }
+    settings = {}
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        target = resource["Properties"].get("DeadLetterConfig", {}).get("TargetArn", {})
+        queue_id = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+        queue_arn = None
+        if queue_id in stack.resources:
+            queue_name = stack.resources[queue_id].rsplit("/", 1)[-1]
+            queue_arn = f"arn:aws:sqs:{aws.region}:{aws.account_id}:{queue_name}"
+        settings[stack.resources[logical_id]] = AsyncInvokeSettings(
+            retries=int(retries.get(logical_id, _DEFAULT_ASYNC_RETRIES)), dead_letter_arn=queue_arn
+        )
+    return settings
+
+
+def assets_bucket(aws: LocalAws) -> str:
+    """The bootstrap bucket that `cdk bootstrap` creates."""
+    return f"cdk-{_QUALIFIER}-assets-{aws.account_id}-{aws.region}"
+
+
+def _bootstrap(aws: LocalAws) -> None:
+    boto3.client("s3").create_bucket(Bucket=assets_bucket(aws))
+    boto3.client("ssm").put_parameter(
+        Name=f"/cdk-bootstrap/{_QUALIFIER}/version", Value=_BOOTSTRAP_VERSION, Type="String"
+    )
+
+
+def _publish_assets(assets_manifest: Path, aws: LocalAws) -> None:
+    """Upload each file asset where the manifest says, zipping directories as the CLI does."""
+    manifest = json.loads(assets_manifest.read_text())
+    s3 = boto3.client("s3")
+    for asset in manifest["files"].values():
+        source = assets_manifest.parent / asset["source"]["path"]
+        body = (
+            zip_directory(source) if asset["source"]["packaging"] == "zip" else source.read_bytes()
+        )
+        for destination in asset["destinations"].values():
+            s3.put_object(Bucket=assets_bucket(aws), Key=destination["objectKey"], Body=body)
+
+
+def zip_directory(directory: Path) -> bytes:
+    """A deterministic zip of a directory's files (paths relative to it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo(str(path.relative_to(directory)), (1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def _publish_public_parameters(template: dict[str, Any], aws: LocalAws) -> None:
+    """Play AWS's part: publish the Powertools layer and its public `/aws/service/` parameter.
+
+    Names under /aws are reserved for AWS, so PutParameter refuses them; the parameter goes
+    straight into moto's SSM backend, which this process hosts.
+    """
+    from moto.ssm.models import Parameter, ssm_backends
+
+    layer_zip = io.BytesIO()
+    with zipfile.ZipFile(layer_zip, "w") as archive:
+        archive.writestr("python/README.txt", "Powertools for AWS Lambda (Python), simulated")
+    ssm_backend = ssm_backends[aws.account_id][aws.region]
+    for parameter in template.get("Parameters", {}).values():
+        name = parameter.get("Default", "")
+        if not name.startswith("/aws/service/powertools/"):
+            continue
+        arch, runtime = name.split("/")[4:6]
+        layer = boto3.client("lambda").publish_layer_version(
+            LayerName=f"AWSLambdaPowertoolsPythonV3-{runtime.replace('.', '')}-{arch}",
+            Content={"ZipFile": layer_zip.getvalue()},
+            CompatibleRuntimes=[runtime],
+        )
+        ssm_backend._parameters[name].append(
+            Parameter(  # type: ignore[abstract]
+                account_id=aws.account_id,
+                name=name,
+                value=layer["LayerVersionArn"],
+                parameter_type="String",
+                description="Powertools for AWS Lambda (Python) layer",
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=dt.datetime.now(dt.UTC),
+                version=1,
+                data_type="text",
+            )
+        )
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "autoremediate" / "synth"
+
+
+def _fingerprint(policy_path: Path) -> str:
+    digest = hashlib.sha256(policy_path.read_bytes())
+    source_root = Path(remediators.__file__).resolve().parent.parent
+    for package in _SOURCES:
+        for path in sorted((source_root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(source_root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]

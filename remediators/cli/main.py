@@ -1,0 +1,133 @@
+"""The `remediate` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from remediators.core.errors import AutoremediateError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_EXPECTATIONS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        status: int = args.run(args)
+    except AutoremediateError as error:
+        print(f"remediate: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remediate",
+        description="autoremediate: CloudWatch alarms fix what runbooks used to fix by hand.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="run scenarios on a local AWS (moto): real rules, real handlers",
+        description="Deploy the stack into a local AWS (moto on 127.0.0.1), create the "
+        "scenario's resources and alarms, fire them, and show what the deployed remediator "
+        "does. Exit status: 0 expectations hold, 1 they do not, 2 bad input.",
+        epilog="examples:\n  remediate simulate --list\n  remediate simulate throttled-table\n"
+        "  remediate simulate --all --json\n  remediate simulate my-scenario.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("scenarios", nargs="*", metavar="NAME|PATH.yaml")
+    simulate.add_argument("--list", action="store_true", help="list the built-in scenarios")
+    simulate.add_argument("--all", action="store_true", help="run every built-in scenario")
+    simulate.add_argument("--json", action="store_true", help="print one JSON report")
+    simulate.add_argument(
+        "--verbose", "-v", action="store_true", help="show notification texts and function logs"
+    )
+    simulate.set_defaults(run=_simulate)
+
+    validate = commands.add_parser(
+        "validate",
+        help="validate a policy file exactly as `cdk synth` does",
+        epilog="example:\n  remediate validate remediation.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("file", nargs="?", default="remediation.yaml")
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import remediators.actions  # noqa: F401  (registers the actions)
+    from remediators.core.policy import load_policy_file
+
+    policy_file = load_policy_file(args.file)
+    print(f"{args.file}: valid, {len(policy_file.policies)} policies")
+    for policy in policy_file.policies:
+        target = policy.target.resource_key if policy.target else "target from the alarm"
+        print(f"  {policy.name}: alarm {policy.alarm.describe()} -> {policy.action} ({target})")
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from remediators.cli.scenario import built_in_scenarios, load_scenario
+
+    built_in = built_in_scenarios()
+    if args.list:
+        for name, path in built_in.items():
+            print(f"{name:28} {load_scenario(path).description}")
+        return EXIT_OK
+    if args.all == bool(args.scenarios):
+        print("remediate simulate: give scenario names or paths, or --all", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    paths = (
+        list(built_in.values())
+        if args.all
+        else [_scenario_path(s, built_in) for s in args.scenarios]
+    )
+    scenarios = [(load_scenario(path), path) for path in paths]
+
+    import remediators.actions  # noqa: F401  (registers the actions)
+    from remediators.cli.local_aws import local_aws
+    from remediators.cli.report import render_json, render_text
+    from remediators.cli.runner import Simulator
+
+    reports = []
+    with local_aws() as aws:
+        simulator = Simulator(aws)
+        for scenario, path in scenarios:
+            report = simulator.run(scenario, str(path))
+            reports.append(report)
+            if not args.json:
+                print(render_text(report, verbose=args.verbose), flush=True)
+    if args.json:
+        print(render_json(reports))
+    elif len(reports) > 1:
+        passed = sum(report.passed for report in reports)
+        print(f"{passed}/{len(reports)} scenarios passed")
+    return EXIT_OK if all(report.passed for report in reports) else EXIT_EXPECTATIONS_FAILED
+
+
+def _scenario_path(name: str, built_in: dict[str, Path]) -> Path:
+    from remediators.cli.scenario import ScenarioError
+
+    if name in built_in:
+        return built_in[name]
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    raise ScenarioError(
+        f"no built-in scenario {name!r} and no such file; built-in: {', '.join(built_in)}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""A scenario's resources in the local AWS: create them, and read their state back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import boto3
+
+from remediators.cli.scenario import AlarmSpec, MetricSpec, Resources, TableSpec
+from remediators.core import clock
+
+__all__ = ["create_alarms", "create_resources", "put_metrics", "read_resources", "read_table"]
+
+
+def create_resources(resources: Resources) -> None:
+    """Create every resource the scenario lists."""
+    for table in resources.dynamodb_tables:
+        _create_table(table)
+
+
+def read_resources(resources: Resources) -> dict[str, Any]:
+    """The current state of every resource the scenario lists, read from the local AWS."""
+    return {
+        "dynamodb_tables": {
+            table.name: read_table(table.name) for table in resources.dynamodb_tables
+        }
+    }
+
+
+def read_table(name: str) -> dict[str, Any]:
+    """Billing mode, capacity of the table and each GSI, and autoscaling bounds."""
+    table = boto3.client("dynamodb").describe_table(TableName=name)["Table"]
+    state: dict[str, Any] = {
+        "billing": table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
+        "read": table["ProvisionedThroughput"]["ReadCapacityUnits"],
+        "write": table["ProvisionedThroughput"]["WriteCapacityUnits"],
+    }
+    indexes = {
+        index["IndexName"]: {
+            "read": index["ProvisionedThroughput"]["ReadCapacityUnits"],
+            "write": index["ProvisionedThroughput"]["WriteCapacityUnits"],
+        }
+        for index in table.get("GlobalSecondaryIndexes", [])
+    }
+    if indexes:
+        state["indexes"] = indexes
+    scalable = boto3.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="dynamodb", ResourceIds=[f"table/{name}"]
+    )["ScalableTargets"]
+    if scalable:
+        state["autoscaling"] = {
+            ("read" if t["ScalableDimension"].endswith("ReadCapacityUnits") else "write"): {
+                "min": t["MinCapacity"],
+                "max": t["MaxCapacity"],
+            }
+            for t in scalable
+        }
+    return state
+
+
+def create_alarms(alarms: list[AlarmSpec]) -> None:
+    """Create the metric alarms (they start in OK, as a healthy alarm would be)."""
+    cloudwatch = boto3.client("cloudwatch")
+    for alarm in alarms:
+        options: dict[str, Any] = {}
+        if alarm.description:
+            options["AlarmDescription"] = alarm.description
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm.name,
+            Namespace=alarm.namespace,
+            MetricName=alarm.metric,
+            Dimensions=[{"Name": k, "Value": v} for k, v in alarm.dimensions.items()],
+            Statistic=alarm.statistic,
+            Period=alarm.period,
+            EvaluationPeriods=alarm.evaluation_periods,
+            Threshold=alarm.threshold,
+            ComparisonOperator=alarm.comparison,
+            **options,
+        )
+        cloudwatch.set_alarm_state(
+            AlarmName=alarm.name, StateValue="OK", StateReason="created by the simulator"
+        )
+
+
+def put_metrics(metrics: list[MetricSpec]) -> None:
+    """Put each series' datapoints one minute apart, the last one now."""
+    cloudwatch = boto3.client("cloudwatch")
+    now = clock.now()
+    for series in metrics:
+        count = len(series.values)
+        cloudwatch.put_metric_data(
+            Namespace=series.namespace,
+            MetricData=[
+                {
+                    "MetricName": series.metric,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in series.dimensions.items()],
+                    "Timestamp": now.replace(second=0, microsecond=0) - (count - 1 - i) * _MINUTE,
+                    "Value": value,
+                }
+                for i, value in enumerate(series.values)
+            ],
+        )
+
+
+def _create_table(table: TableSpec) -> None:
+    provisioned = table.billing == "PROVISIONED"
+    attributes = {"id"} | {index.key for index in table.indexes}
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)
+        ],
+        "BillingMode": table.billing,
+    }
+    if provisioned:
+        request["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": table.read,
+            "WriteCapacityUnits": table.write,
+        }
+    if table.indexes:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [{"AttributeName": index.key, "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+                **(
+                    {
+                        "ProvisionedThroughput": {
+                            "ReadCapacityUnits": index.read,
+                            "WriteCapacityUnits": index.write,
+                        }
+                    }
+                    if provisioned
+                    else {}
+                ),
+            }
+            for index in table.indexes
+        ]
+    boto3.client("dynamodb").create_table(**request)
+    autoscaling = boto3.client("application-autoscaling")
+    for dimension, bounds in table.autoscaling.items():
+        autoscaling.register_scalable_target(
+            ServiceNamespace="dynamodb",
+            ResourceId=f"table/{table.name}",
+            ScalableDimension=f"dynamodb:table:{dimension.capitalize()}CapacityUnits",
+            MinCapacity=bounds.min,
+            MaxCapacity=bounds.max,
+        )
+
+
+_MINUTE = timedelta(minutes=1)

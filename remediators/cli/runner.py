@@ -1,0 +1,348 @@
+"""Run a scenario end to end on the local AWS and report what happened.
+
+Deploy the synthesized stack into moto, create the scenario's resources and alarms, then
+play the steps: each alarm state change becomes the event CloudWatch would send, routed by
+the deployed rules to the deployed function, whose handler runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from remediators.cli import resources
+from remediators.cli.alarm_events import set_alarm_state
+from remediators.cli.deploy import (
+    DeployedStack,
+    assets_bucket,
+    async_invoke_settings,
+    deploy,
+    synthesize,
+)
+from remediators.cli.lambda_runtime import LambdaRuntime
+from remediators.cli.local_aws import LocalAws
+from remediators.cli.routing import Router
+from remediators.cli.scenario import (
+    EventStep,
+    FireStep,
+    Scenario,
+    ScenarioError,
+    WaitStep,
+)
+from remediators.core import clock
+from remediators.core.audit import AuditStore
+from remediators.core.policy import load_policy_file, parse_policy_data
+
+__all__ = ["Check", "Entry", "EventResult", "Report", "Simulator"]
+
+_INLINE_POLICY = "inline-policy.json"
+
+
+@dataclass
+class EventResult:
+    """One delivered event and how it ended."""
+
+    event_id: str
+    alarm: str | None
+    state: str | None
+    outcome: str
+    reason: str | None = None
+    policy: str | None = None
+    action: str | None = None
+    target: str | None = None
+    changes: list[str] = field(default_factory=list)
+    before: Any = None
+    after: Any = None
+    error: str | None = None
+    routes: list[str] = field(default_factory=list)
+    attempts: int = 0
+    dead_letter: str | None = None
+    audit: dict[str, Any] | None = None
+    notifications: list[dict[str, str]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """`skipped:reason` for skips, else the outcome."""
+        return (
+            f"skipped:{self.reason}" if self.outcome == "skipped" and self.reason else self.outcome
+        )
+
+
+@dataclass
+class Entry:
+    """One line of the timeline; event entries carry the event's result."""
+
+    kind: str
+    text: str
+    event: EventResult | None = None
+
+
+@dataclass
+class Check:
+    """One expectation and whether it held."""
+
+    check: str
+    expected: Any
+    actual: Any
+    passed: bool
+
+
+@dataclass
+class Report:
+    """Everything a scenario run produced."""
+
+    scenario: str
+    description: str
+    stack: str = ""
+    timeline: list[Entry] = field(default_factory=list)
+    events: list[EventResult] = field(default_factory=list)
+    resources_before: dict[str, Any] = field(default_factory=dict)
+    resources_after: dict[str, Any] = field(default_factory=dict)
+    expectations: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every expectation held."""
+        return all(check.passed for check in self.expectations)
+
+    def note(self, kind: str, text: str, event: EventResult | None = None) -> None:
+        """Add an entry to the timeline."""
+        self.timeline.append(Entry(kind, text, event))
+
+
+class Simulator:
+    """Runs scenarios on one local AWS, each on a freshly reset account."""
+
+    def __init__(self, aws: LocalAws, cache_root: Path | None = None) -> None:
+        self.aws = aws
+        self.cache_root = cache_root
+
+    def run(self, scenario: Scenario, source: str) -> Report:
+        """Run `scenario` (read from `source`); bad policy input raises PolicyFileError."""
+        report = Report(scenario=scenario.name, description=scenario.description)
+        with tempfile.TemporaryDirectory(prefix="autoremediate-sim-") as workdir:
+            policy_path = self._policy_path(scenario, source, Path(workdir))
+            self._reset()
+            clock.use_simulated_time()
+            try:
+                assembly = synthesize(policy_path, self.cache_root)
+                report.note("deploy", f"synthesized the stack from {_display(policy_path, source)}")
+                stack = deploy(assembly, self.aws)
+                report.stack = stack.name
+                report.note("deploy", _describe_deployment(stack))
+                runtime = LambdaRuntime(
+                    assets_bucket(self.aws), async_invoke_settings(stack, self.aws)
+                )
+                try:
+                    self._play(scenario, stack, runtime, report)
+                finally:
+                    runtime.close()
+            finally:
+                clock.use_real_time()
+        report.expectations = _check(scenario, report)
+        return report
+
+    def _play(
+        self, scenario: Scenario, stack: DeployedStack, runtime: LambdaRuntime, report: Report
+    ) -> None:
+        inbox = _Inbox.subscribe(stack)
+        router = Router()
+        audit = AuditStore(stack.outputs["AuditTableName"])
+        resources.create_resources(scenario.resources)
+        resources.create_alarms(scenario.alarms)
+        resources.put_metrics(scenario.metrics)
+        report.resources_before = resources.read_resources(scenario.resources)
+        for kind, name, state in _resource_lines(report.resources_before):
+            report.note("resource", f"{kind} {name}: {state}")
+
+        def deliver(event: dict[str, Any]) -> None:
+            result = _deliver(event, router, runtime, audit, inbox)
+            report.events.append(result)
+            report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
+
+        for step in scenario.steps:
+            if isinstance(step, FireStep):
+                current = boto3.client("cloudwatch").describe_alarms(AlarmNames=[step.fire])
+                if current["MetricAlarms"][0]["StateValue"] == "ALARM":
+                    deliver(
+                        set_alarm_state(step.fire, "OK", "threshold no longer crossed", self.aws)
+                    )
+                report.note("step", f"fire {step.fire}: alarm -> ALARM")
+                deliver(
+                    set_alarm_state(step.fire, "ALARM", "threshold crossed (simulated)", self.aws)
+                )
+            elif isinstance(step, EventStep):
+                path = scenario.base_dir / step.event
+                report.note("step", f"event {path}")
+                deliver(_read_event(path))
+            elif isinstance(step, WaitStep):
+                clock.advance(step.wait)
+                report.note(
+                    "step", f"wait {step.wait} (simulated clock now {clock.now():%H:%M:%S})"
+                )
+        report.resources_after = resources.read_resources(scenario.resources)
+        for kind, name, state in _resource_lines(report.resources_after):
+            report.note("resource", f"{kind} {name}: {state}")
+
+    def _policy_path(self, scenario: Scenario, source: str, workdir: Path) -> Path:
+        inline = scenario.policy_data()
+        if inline is None:
+            path = (scenario.base_dir / str(scenario.policy)).resolve()
+            load_policy_file(path)
+            return path
+        parse_policy_data(inline, f"{source} (inline policies)")
+        path = workdir / _INLINE_POLICY
+        path.write_text(json.dumps(inline, sort_keys=True))
+        return path
+
+    def _reset(self) -> None:
+        """A fresh account for each scenario (moto's reset endpoint)."""
+        request = urllib.request.Request(f"{self.aws.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+
+
+class _Inbox:
+    """An SQS queue subscribed to every notification topic, standing in for the inboxes."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    @classmethod
+    def subscribe(cls, stack: DeployedStack) -> _Inbox:
+        sqs, sns = boto3.client("sqs"), boto3.client("sns")
+        queue_url = sqs.create_queue(QueueName="simulator-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        for logical_id, resource in stack.template["Resources"].items():
+            if resource["Type"] == "AWS::SNS::Topic":
+                sns.subscribe(
+                    TopicArn=stack.resources[logical_id], Protocol="sqs", Endpoint=queue_arn
+                )
+        return cls(queue_url)
+
+    def drain(self) -> list[dict[str, str]]:
+        sqs = boto3.client("sqs")
+        messages: list[dict[str, str]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            if not batch.get("Messages"):
+                return messages
+            for message in batch["Messages"]:
+                envelope = json.loads(message["Body"])
+                messages.append(
+                    {"subject": envelope.get("Subject", ""), "message": envelope["Message"]}
+                )
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _deliver(
+    event: dict[str, Any],
+    router: Router,
+    runtime: LambdaRuntime,
+    audit: AuditStore,
+    inbox: _Inbox,
+) -> EventResult:
+    detail = event.get("detail")
+    detail = detail if isinstance(detail, dict) else {}
+    state = detail.get("state")
+    result = EventResult(
+        event_id=str(event.get("id", "")),
+        alarm=detail.get("alarmName"),
+        state=state.get("value") if isinstance(state, dict) else None,
+        outcome="unmatched",
+    )
+    routes = router.route(event)
+    result.routes = [route.rule for route in routes]
+    for route in routes:
+        invocation = runtime.invoke_async(route.target_arn, event)
+        result.attempts += invocation.attempts
+        result.logs += invocation.logs
+        if invocation.error is not None:
+            result.outcome, result.error = "failed", invocation.error
+            result.dead_letter = invocation.dead_letter
+        # The record as written to the audit table (events without an id get a derived one).
+        returned = invocation.result if isinstance(invocation.result, dict) else {}
+        record_id = returned.get("event_id") or result.event_id
+        record = audit.get(record_id) if record_id else None
+        if record is None:
+            continue
+        result.audit = record.model_dump(mode="json")
+        if invocation.error is None:
+            result.outcome = record.outcome.value
+        result.reason, result.policy, result.action = record.reason, record.policy, record.action
+        result.target, result.changes = record.target, record.changes
+        result.before, result.after = record.before, record.after
+        result.error = result.error or record.error
+    result.notifications = inbox.drain()
+    return result
+
+
+def _read_event(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read event: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ScenarioError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: an EventBridge event is a JSON object")
+    return data
+
+
+def _check(scenario: Scenario, report: Report) -> list[Check]:
+    checks = []
+    expected_outcomes = scenario.expect.outcomes
+    if expected_outcomes is not None:
+        # `skipped` matches any skip; `skipped:cooldown` only that reason.
+        actual = [event.label for event in report.events]
+        passed = len(actual) == len(expected_outcomes) and all(
+            wanted in (event.outcome, event.label)
+            for wanted, event in zip(expected_outcomes, report.events, strict=True)
+        )
+        checks.append(Check("outcomes", expected_outcomes, actual, passed))
+    tables = report.resources_after.get("dynamodb_tables", {})
+    for expected_table in scenario.expect.resources.dynamodb_tables:
+        state = tables.get(expected_table.name)
+        wanted = expected_table.model_dump(exclude_none=True, exclude={"name"})
+        wanted = {key: value for key, value in wanted.items() if value != {}}
+        actual_values = {key: (state or {}).get(key) for key in wanted}
+        checks.append(
+            Check(
+                f"dynamodb table {expected_table.name}",
+                wanted,
+                actual_values,
+                state is not None and actual_values == wanted,
+            )
+        )
+    return checks
+
+
+def _display(policy_path: Path, source: str) -> str:
+    return f"{source} (inline policies)" if policy_path.name == _INLINE_POLICY else str(policy_path)
+
+
+def _describe_deployment(stack: DeployedStack) -> str:
+    kinds: dict[str, int] = {}
+    for resource in stack.template["Resources"].values():
+        kinds[resource["Type"]] = kinds.get(resource["Type"], 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    text = f"deployed stack {stack.name} through CloudFormation: {summary}"
+    if stack.not_simulated:
+        text += f"; moto does not create {', '.join(stack.not_simulated)}"
+    return text
+
+
+def _resource_lines(state: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        ("table", name, json.dumps(table, sort_keys=True))
+        for name, table in state.get("dynamodb_tables", {}).items()
+    ]

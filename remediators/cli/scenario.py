@@ -1,0 +1,241 @@
+"""Scenario files for `remediate simulate`: resources, alarms, steps and expectations.
+
+See docs/scenarios.md for the format. A bad file raises ScenarioError naming the file and the
+field, and the CLI exits with status 2.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from remediators.core.errors import AutoremediateError
+from remediators.core.policy import Duration
+
+__all__ = [
+    "BUILT_IN_DIR",
+    "Scenario",
+    "ScenarioError",
+    "built_in_scenarios",
+    "load_scenario",
+]
+
+BUILT_IN_DIR = Path(str(resources.files("remediators.cli") / "scenarios"))
+
+
+class ScenarioError(AutoremediateError):
+    """A scenario file cannot be read or does not validate; the message names the field."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bounds(_Spec):
+    """Application Auto Scaling bounds of one dimension."""
+
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+
+class IndexSpec(_Spec):
+    """A global secondary index (keyed on `key`) with its provisioned capacity."""
+
+    name: str
+    key: str
+    read: int = Field(default=5, ge=1)
+    write: int = Field(default=5, ge=1)
+
+
+class TableSpec(_Spec):
+    """A DynamoDB table to create, keyed on `id` (string)."""
+
+    name: str
+    billing: Literal["PROVISIONED", "PAY_PER_REQUEST"] = "PROVISIONED"
+    read: int = Field(default=5, ge=1)
+    write: int = Field(default=5, ge=1)
+    indexes: list[IndexSpec] = Field(default_factory=list)
+    # Registers scalable targets for the table's read/write dimensions.
+    autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
+
+
+class Resources(_Spec):
+    """Resources created in the local AWS before the steps."""
+
+    dynamodb_tables: list[TableSpec] = Field(default_factory=list)
+
+
+class AlarmSpec(_Spec):
+    """A CloudWatch metric alarm to create (it starts in OK)."""
+
+    name: str
+    namespace: str
+    metric: str
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    statistic: str = "Sum"
+    period: int = 60
+    threshold: float = 1.0
+    comparison: str = "GreaterThanOrEqualToThreshold"
+    evaluation_periods: int = 1
+    description: str | None = None
+
+
+class MetricSpec(_Spec):
+    """Datapoints to put, one per minute ending now."""
+
+    namespace: str
+    metric: str
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    values: list[float]
+
+
+class FireStep(_Spec):
+    """Put an alarm into ALARM (through OK first if it is already in ALARM)."""
+
+    fire: str
+
+
+class EventStep(_Spec):
+    """Deliver an EventBridge event from a JSON file, as it is."""
+
+    event: str
+
+
+class WaitStep(_Spec):
+    """Advance the simulated clock."""
+
+    wait: Duration
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return next(iter(type(value).model_fields))
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    return None
+
+
+Step = Annotated[
+    Annotated[FireStep, Tag("fire")]
+    | Annotated[EventStep, Tag("event")]
+    | Annotated[WaitStep, Tag("wait")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step",
+        custom_error_message="a step is one of `fire: ALARM`, `event: FILE.json`, `wait: 2h`",
+    ),
+]
+
+
+class TableExpectation(_Spec):
+    """Capacity a table must have at the end (read back from the local AWS)."""
+
+    name: str
+    billing: Literal["PROVISIONED", "PAY_PER_REQUEST"] | None = None
+    read: int | None = None
+    write: int | None = None
+    indexes: dict[str, dict[Literal["read", "write"], int]] = Field(default_factory=dict)
+    autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
+
+
+class ResourceExpectations(_Spec):
+    """Resource states expected at the end."""
+
+    dynamodb_tables: list[TableExpectation] = Field(default_factory=list)
+
+
+OutcomeName = Literal[
+    "unmatched", "invalid", "applied", "skipped", "pending_approval", "rejected", "failed"
+]
+
+
+class Expectations(_Spec):
+    """What must hold at the end; `outcomes` lists one outcome per delivered event."""
+
+    outcomes: list[OutcomeName | Annotated[str, Field(pattern=r"^skipped:[a-z_]+$")]] | None = None
+    resources: ResourceExpectations = Field(default_factory=ResourceExpectations)
+
+
+class Scenario(_Spec):
+    """One scenario: a policy file, resources, alarms, steps and expectations."""
+
+    name: str
+    description: str = ""
+    policy: str | None = None
+    defaults: dict[str, Any] | None = None
+    notifications: dict[str, Any] | None = None
+    policies: list[Any] | None = None
+    resources: Resources = Field(default_factory=Resources)
+    alarms: list[AlarmSpec] = Field(default_factory=list)
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    expect: Expectations = Field(default_factory=Expectations)
+    # Where relative paths (policy, event files) are resolved from.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _one_policy_source(self) -> Scenario:
+        if (self.policy is None) == (self.policies is None):
+            raise ValueError("give exactly one of `policy` (a file) or `policies` (inline)")
+        if self.policy is not None and (self.defaults or self.notifications):
+            raise ValueError("`defaults` and `notifications` go with inline `policies`")
+        alarms = {alarm.name for alarm in self.alarms}
+        for step in self.steps:
+            if isinstance(step, FireStep) and step.fire not in alarms:
+                raise ValueError(f"step fire: {step.fire!r} is not one of the scenario's alarms")
+        return self
+
+    def policy_data(self) -> dict[str, Any] | None:
+        """The inline policy file, if the scenario has one."""
+        if self.policies is None:
+            return None
+        data: dict[str, Any] = {"policies": self.policies}
+        if self.defaults is not None:
+            data["defaults"] = self.defaults
+        if self.notifications is not None:
+            data["notifications"] = self.notifications
+        return data
+
+    def waits(self) -> timedelta:
+        """Total simulated time the steps wait."""
+        return sum((s.wait for s in self.steps if isinstance(s, WaitStep)), timedelta(0))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read scenario: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping (name, steps, ...)")
+    try:
+        return Scenario.model_validate({**data, "base_dir": path.parent})
+    except ValidationError as error:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        ]
+        raise ScenarioError(f"{path}: invalid scenario\n  " + "\n  ".join(lines)) from None
+
+
+def built_in_scenarios() -> dict[str, Path]:
+    """Built-in scenarios by name (file stem)."""
+    return {path.stem: path for path in sorted(BUILT_IN_DIR.glob("*.yaml"))}

@@ -1,0 +1,1 @@
+"""Models, event parsing, the policy file, the action registry, audit and the remediation."""

@@ -1,0 +1,278 @@
+"""The policy file (`remediation.yaml`): which alarms trigger which actions, and how.
+
+The same models validate the file at `cdk synth` (so a bad policy fails before deploy) and in
+the Lambda function at run time (the validated file travels in the code asset as JSON).
+Actions must be registered (import `remediators.actions`) before a file is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from remediators.core.errors import PolicyFileError, UnknownAction
+from remediators.core.registry import Action, Params, Target, get_action
+
+__all__ = [
+    "AlarmSelector",
+    "Defaults",
+    "NotificationChannel",
+    "Policy",
+    "PolicyFile",
+    "load_policy_file",
+    "parse_policy_data",
+]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration like 30s, 15m, 6h or 1d")
+        return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
+
+
+def _format_duration(value: timedelta) -> str:
+    return f"{int(value.total_seconds())}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(_parse_duration), PlainSerializer(_format_duration, return_type=str)
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlarmSelector(_Model):
+    """Which alarms a policy answers: one exact name, or every name with a prefix."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name_prefix: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AlarmSelector:
+        if (self.name is None) == (self.name_prefix is None):
+            raise ValueError("give exactly one of `name` or `name_prefix`")
+        return self
+
+    def matches(self, alarm_name: str) -> bool:
+        """Whether an alarm of this name belongs to the policy."""
+        if self.name is not None:
+            return alarm_name == self.name
+        return alarm_name.startswith(self.name_prefix or "")
+
+    def overlaps(self, other: AlarmSelector) -> bool:
+        """Whether some alarm name would match both selectors."""
+        mine, theirs = self.name or self.name_prefix or "", other.name or other.name_prefix or ""
+        if self.name is not None and other.name is not None:
+            return mine == theirs
+        if self.name is not None:
+            return other.matches(mine)
+        if other.name is not None:
+            return self.matches(theirs)
+        return mine.startswith(theirs) or theirs.startswith(mine)
+
+    def describe(self) -> str:
+        """`name X` or `prefix X`, for messages."""
+        return f"name {self.name!r}" if self.name is not None else f"prefix {self.name_prefix!r}"
+
+
+class NotificationChannel(_Model):
+    """Where notifications go; the stack subscribes each address to the channel's topic."""
+
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(
+        default_factory=list
+    )
+
+
+class Defaults(_Model):
+    """Settings a policy inherits unless it sets its own."""
+
+    dry_run: bool = False
+    cooldown: Duration = timedelta(minutes=15)
+    notify: str | None = None
+
+
+class Policy(_Model):
+    """One alarm-to-action rule. `target` and `params` are validated by the action's models."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    alarm: AlarmSelector
+    action: str
+    target: SerializeAsAny[Target] | None = None
+    params: SerializeAsAny[Params] = Field(default=None, validate_default=True)
+    approval: Literal["required", "never"] | None = None
+    dry_run: bool | None = None
+    cooldown: Duration | None = None
+    notify: str | None = None
+
+    @field_validator("action")
+    @classmethod
+    def _known_action(cls, name: str) -> str:
+        try:
+            get_action(name)
+        except UnknownAction as error:
+            raise ValueError(str(error)) from None
+        return name
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_of_action(cls, value: Any, info: ValidationInfo) -> Any:
+        action = _action_of(info)
+        if value is None or action is None:
+            return value
+        return action.target_model.model_validate(value)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_of_action(cls, value: Any, info: ValidationInfo) -> Any:
+        action = _action_of(info)
+        if action is None:
+            return value
+        return action.params_model.model_validate({} if value is None else value)
+
+    @property
+    def action_class(self) -> type[Action[Any, Any]]:
+        """The registered action this policy runs."""
+        return get_action(self.action)
+
+    def needs_approval(self) -> bool:
+        """`approval` when set, else whether the action is risky by default."""
+        if self.approval is not None:
+            return self.approval == "required"
+        return self.action_class.risky
+
+
+def _action_of(info: ValidationInfo) -> type[Action[Any, Any]] | None:
+    name = info.data.get("action")  # absent when `action` itself failed validation
+    return get_action(name) if name else None
+
+
+class PolicyFile(_Model):
+    """The whole `remediation.yaml`."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    notifications: dict[str, NotificationChannel] = Field(default_factory=dict)
+    policies: list[Policy] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyFile:
+        names = [policy.name for policy in self.policies]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"policy names must be unique; repeated: {', '.join(duplicates)}")
+        for i, first in enumerate(self.policies):
+            for second in self.policies[i + 1 :]:
+                if first.alarm.overlaps(second.alarm):
+                    raise ValueError(
+                        f"policies {first.name!r} ({first.alarm.describe()}) and "
+                        f"{second.name!r} ({second.alarm.describe()}) would both answer "
+                        "the same alarm; make their alarm selectors disjoint"
+                    )
+        channels = {"defaults": self.defaults.notify} | {p.name: p.notify for p in self.policies}
+        for owner, channel in channels.items():
+            if channel is not None and channel not in self.notifications:
+                known = ", ".join(sorted(self.notifications)) or "none defined"
+                raise ValueError(
+                    f"{owner}: notify {channel!r} is not a channel under `notifications` ({known})"
+                )
+        for policy in self.policies:
+            if policy.needs_approval():
+                raise ValueError(
+                    f"policy {policy.name!r}: approval is required (action {policy.action} is "
+                    "risky by default), but this version has no approval flow yet; set "
+                    "`approval: never` to run it unattended"
+                )
+        return self
+
+    def policy_for_alarm(self, alarm_name: str) -> Policy | None:
+        """The policy that answers `alarm_name` (selectors are disjoint, so at most one)."""
+        return next((p for p in self.policies if p.alarm.matches(alarm_name)), None)
+
+    def dry_run(self, policy: Policy) -> bool:
+        """The policy's dry-run setting, or the default."""
+        return self.defaults.dry_run if policy.dry_run is None else policy.dry_run
+
+    def cooldown(self, policy: Policy) -> timedelta:
+        """The policy's cooldown, or the default."""
+        return self.defaults.cooldown if policy.cooldown is None else policy.cooldown
+
+    def channel(self, policy: Policy) -> str | None:
+        """The notification channel of a policy, or the default one."""
+        return policy.notify or self.defaults.notify
+
+
+def parse_policy_data(data: Any, source: str) -> PolicyFile:
+    """Validate already-loaded policy data; errors name the file, the policy and the field."""
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as error:
+        lines = [_describe_error(data, err) for err in error.errors()]
+        raise PolicyFileError(f"{source}: invalid policy file\n  " + "\n  ".join(lines)) from None
+
+
+def load_policy_file(path: str | Path) -> PolicyFile:
+    """Read and validate a policy file (YAML, or JSON as shipped in the code asset)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyFileError(f"{path}: cannot read policy file: {error.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise PolicyFileError(f"{path}: not valid JSON: {error}") from None
+    else:
+        import yaml  # only the CLI and synth read YAML; the Lambda reads JSON
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise PolicyFileError(f"{path}: not valid YAML: {error}") from None
+    return parse_policy_data(data, str(path))
+
+
+def _describe_error(data: Any, error: Any) -> str:
+    loc = list(error["loc"])
+    where = ""
+    if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
+        index = loc[1]
+        name = None
+        policies = data.get("policies") if isinstance(data, dict) else None
+        if (
+            isinstance(policies, list)
+            and index < len(policies)
+            and isinstance(policies[index], dict)
+        ):
+            name = policies[index].get("name")
+        where = f"policy {name!r} (policies[{index}])" if name else f"policies[{index}]"
+        loc = loc[2:]
+    field = ".".join(str(part) for part in loc)
+    parts = [part for part in (where, field) if part]
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{' field '.join(parts) or 'file'}: {message}"

@@ -1,0 +1,150 @@
+"""The action interface and the registry of actions by name.
+
+An action declares everything the rest of the system needs to know about it: the params and
+target models (validated when the policy file is loaded, so at `cdk synth`), the IAM
+permissions it needs on a given target (the stack grants exactly those), whether it is risky
+by default, how to find its target in an alarm, and three steps: `plan` (read, compute,
+change nothing), `apply` (change, then read back), `revert` (restore a recorded before-state).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from remediators.core.errors import UnknownAction
+from remediators.core.events import AlarmDetail
+
+__all__ = [
+    "Action",
+    "Params",
+    "Permission",
+    "Plan",
+    "Target",
+    "get_action",
+    "register",
+    "registered_actions",
+]
+
+
+class Params(BaseModel):
+    """Base of every action's params model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(BaseModel):
+    """Base of every action's target model: the resource the action changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def resource_key(self) -> str:
+        """A stable name for the resource, e.g. `dynamodb:table/orders` (audit, cooldown)."""
+        raise NotImplementedError
+
+
+class Permission(BaseModel):
+    """IAM actions allowed on resources. ARNs may use {partition}, {region}, {account}."""
+
+    model_config = ConfigDict(frozen=True)
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    # Required when a resource has a wildcard: why it cannot name the exact ARN.
+    why_wildcard: str | None = None
+
+    @model_validator(mode="after")
+    def _wildcards_explained(self) -> Permission:
+        if any("*" in resource for resource in self.resources) and not self.why_wildcard:
+            raise ValueError(f"{self.actions}: a wildcard resource needs `why_wildcard`")
+        return self
+
+
+class Plan(BaseModel):
+    """What an action would do: the state read now, the state it would set, in words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    before: dict[str, Any]
+    after: dict[str, Any] = Field(default_factory=dict)
+    changes: list[str] = Field(default_factory=list)
+    # Set when there is nothing to do; the event is recorded as skipped with this reason.
+    skip_reason: str | None = None
+    note: str = ""
+
+
+ParamsT = TypeVar("ParamsT", bound=Params)
+TargetT = TypeVar("TargetT", bound=Target)
+
+
+class Action(ABC, Generic[ParamsT, TargetT]):
+    """One remediation. Subclasses set the class attributes and implement the steps."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    params_model: ClassVar[type[Params]]
+    target_model: ClassVar[type[Target]]
+    risky: ClassVar[bool] = False
+
+    def __init__(self, target: TargetT, params: ParamsT) -> None:
+        self.target = target
+        self.params = params
+
+    @classmethod
+    @abstractmethod
+    def permissions(cls, target: TargetT | None) -> list[Permission]:
+        """IAM needed to run on `target`; `None` means the target comes from the alarm."""
+
+    @classmethod
+    @abstractmethod
+    def target_from_alarm(cls, alarm: AlarmDetail) -> TargetT | None:
+        """The target named by the alarm's metric dimensions, if it names one."""
+
+    @abstractmethod
+    def plan(self) -> Plan:
+        """Read the resource and compute the change. Changes nothing."""
+
+    @abstractmethod
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        """Make the planned change; return the state read back afterwards."""
+
+    @abstractmethod
+    def revert(self, before: dict[str, Any]) -> dict[str, Any]:
+        """Restore a recorded before-state; return the state read back afterwards."""
+
+
+_ACTIONS: dict[str, type[Action[Any, Any]]] = {}
+
+_REQUIRED = ("name", "summary", "params_model", "target_model")
+
+
+def register(cls: type[Action[ParamsT, TargetT]]) -> type[Action[ParamsT, TargetT]]:
+    """Class decorator: register an action under its `name`."""
+    missing = [attr for attr in _REQUIRED if not hasattr(cls, attr)]
+    if missing:
+        raise TypeError(f"action {cls.__name__} does not declare {', '.join(missing)}")
+    if cls.name in _ACTIONS and _ACTIONS[cls.name] is not cls:
+        raise TypeError(f"action name {cls.name!r} is registered twice")
+    _ACTIONS[cls.name] = cls
+    return cls
+
+
+def get_action(name: str) -> type[Action[Any, Any]]:
+    """The action registered as `name`; UnknownAction lists the valid names."""
+    try:
+        return _ACTIONS[name]
+    except KeyError:
+        if not _ACTIONS:
+            raise RuntimeError(
+                "no actions are registered: import remediators.actions first"
+            ) from None
+        valid = ", ".join(sorted(_ACTIONS))
+        raise UnknownAction(f"unknown action {name!r}; valid actions: {valid}") from None
+
+
+def registered_actions() -> dict[str, type[Action[Any, Any]]]:
+    """Every registered action by name (a copy)."""
+    return dict(_ACTIONS)

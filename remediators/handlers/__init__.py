@@ -1,0 +1,1 @@
+"""Thin Lambda entry points: parse, one core call, a typed result."""

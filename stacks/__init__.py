@@ -1,0 +1,1 @@
+"""CDK only: the stack composes constructs; constructs build resources."""

@@ -1,0 +1,50 @@
+"""The audit table: one record per event, PITR on, records expire by TTL."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from remediators.core.audit import BY_TARGET_INDEX, TTL_ATTRIBUTE
+
+
+class AuditTable(Construct):
+    """DynamoDB table keyed by event id, with an index by target and time."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.table = dynamodb.Table(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name="event_id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            # The audit trail outlives the stack.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name=BY_TARGET_INDEX,
+            partition_key=dynamodb.Attribute(name="target", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="recorded_at", type=dynamodb.AttributeType.STRING),
+        )
+
+    def grant_record_and_query(self, grantee: iam.IGrantable) -> None:
+        """Write and read records, and query the by-target index (not every index)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
+                resources=[self.table.table_arn],
+            )
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{self.table.table_arn}/index/{BY_TARGET_INDEX}"],
+            )
+        )

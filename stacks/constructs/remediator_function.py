@@ -1,0 +1,158 @@
+"""The remediator function: code asset, Powertools layer, log group, DLQ, least-privilege role."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Aws, Duration, Stage, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+import remediators
+from remediators.core.policy import PolicyFile
+from remediators.core.registry import Permission
+from remediators.core.settings import POLICY_ASSET_NAME
+from stacks import names
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
+class RemediatorFunction(Construct):
+    """The Lambda function that runs actions, and everything it needs to run."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        policy_file: PolicyFile,
+        environment: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetters")
+        self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
+        self.role = self._build_role()
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="autoremediate: runs the remediation action for an alarm",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=names.REMEDIATOR_HANDLER,
+            code=lambda_.Code.from_asset(str(self._stage_code(policy_file))),
+            layers=[self._build_powertools_layer()],
+            role=self.role,
+            timeout=Duration.seconds(names.REMEDIATOR_TIMEOUT_SECONDS),
+            memory_size=names.REMEDIATOR_MEMORY_MB,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=names.FUNCTION_ASYNC_RETRIES,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": names.POWERTOOLS_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+                **environment,
+            },
+        )
+        permissions = action_permissions(policy_file)
+        for statement in action_statements(permissions):
+            self.role.add_to_policy(statement)
+        acknowledge_wildcards(self.role, permissions)
+
+    def _build_role(self) -> iam.Role:
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        # Instead of AWSLambdaBasicExecutionRole (logs:* on every group): this group only.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        return role
+
+    def _build_powertools_layer(self) -> lambda_.ILayerVersion:
+        parameter = names.POWERTOOLS_LAYER_PARAMETER.format(
+            arch=ARCHITECTURE.name, runtime=RUNTIME.name
+        )
+        arn = ssm.StringParameter.value_for_string_parameter(self, parameter)
+        return lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", arn)
+
+    def _stage_code(self, policy_file: PolicyFile) -> Path:
+        """Our packages and the validated policy file, nothing else (deps come from layers)."""
+        stage = Stage.of(self)
+        staging = Path(stage.outdir if stage else "cdk.out") / "staging" / self.node.addr
+        if staging.exists():
+            shutil.rmtree(staging)
+        source = Path(remediators.__file__).parent
+        target = staging / "remediators"
+        target.mkdir(parents=True)
+        shutil.copy2(source / "__init__.py", target / "__init__.py")
+        for package in names.LAMBDA_PACKAGES:
+            shutil.copytree(
+                source / package,
+                target / package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+        (staging / POLICY_ASSET_NAME).write_text(
+            json.dumps(policy_file.model_dump(mode="json", exclude_none=True), indent=1)
+        )
+        return staging
+
+
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    """An encrypted, TLS-only queue that keeps failed events long enough to replay them."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(names.DEAD_LETTER_RETENTION_DAYS),
+    )
+
+
+def action_permissions(policy_file: PolicyFile) -> list[Permission]:
+    """What each policy's action declares it needs, on the resources the policy names."""
+    permissions: dict[Permission, None] = {}
+    for policy in policy_file.policies:
+        for permission in policy.action_class.permissions(policy.target):
+            permissions[permission] = None
+    return list(permissions)
+
+
+def action_statements(permissions: list[Permission]) -> list[iam.PolicyStatement]:
+    """IAM statements for the permissions, one per set of actions."""
+    merged: dict[tuple[str, ...], set[str]] = {}
+    for permission in permissions:
+        resources = merged.setdefault(tuple(sorted(permission.actions)), set())
+        resources.update(_arn(resource) for resource in permission.resources)
+    return [
+        iam.PolicyStatement(actions=list(actions), resources=sorted(resources))
+        for actions, resources in sorted(merged.items())
+    ]
+
+
+def acknowledge_wildcards(role: iam.Role, permissions: list[Permission]) -> None:
+    """Acknowledge cdk-nag IAM5 for each wildcard an action declares, with the action's reason."""
+    acknowledgments = {}
+    for permission in permissions:
+        for resource in permission.resources:
+            if "*" in resource and permission.why_wildcard:
+                rendered = resource.format(
+                    partition="<AWS::Partition>", region="<AWS::Region>", account="<AWS::AccountId>"
+                )
+                finding = f"AwsSolutions::AwsSolutions-IAM5[Resource::{rendered}]"
+                acknowledgments[finding] = Acknowledgment(
+                    id=finding, reason=f"{', '.join(permission.actions)}: {permission.why_wildcard}"
+                )
+    Validations.of(role).acknowledge(*acknowledgments.values())
+
+
+def _arn(template: str) -> str:
+    return template.format(partition=Aws.PARTITION, region=Aws.REGION, account=Aws.ACCOUNT_ID)

@@ -1,0 +1,19 @@
+"""Names and fixed settings of the deployed resources, in one place."""
+
+from __future__ import annotations
+
+STACK_NAME = "Autoremediate"
+# The remediator's code asset: these packages of `remediators/`, plus the validated policy.
+LAMBDA_PACKAGES = ("core", "actions", "handlers")
+REMEDIATOR_HANDLER = "remediators.handlers.remediator.lambda_handler"
+POWERTOOLS_SERVICE = "autoremediate"
+METRICS_NAMESPACE = "Autoremediate"
+# Public Powertools layer, resolved at deploy time: {arch} x86_64|arm64, {runtime} python3.x.
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/latest"
+REMEDIATOR_TIMEOUT_SECONDS = 120
+REMEDIATOR_MEMORY_MB = 256
+LOG_RETENTION_DAYS = 90
+# EventBridge -> Lambda and Lambda async retries before an event goes to a dead-letter queue.
+RULE_TARGET_RETRIES = 4
+FUNCTION_ASYNC_RETRIES = 2
+DEAD_LETTER_RETENTION_DAYS = 14

@@ -1,0 +1,63 @@
+"""The autoremediate stack: composes the constructs from a validated policy file."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from constructs import Construct
+
+from remediators.core.policy import PolicyFile
+from stacks.constructs.audit_table import AuditTable
+from stacks.constructs.notifications import Notifications
+from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
+from stacks.constructs.triggers import AlarmTriggers
+
+
+class RemediationStack(Stack):
+    """Alarm rules -> remediator function -> audit table and notification topics."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        policy_file: PolicyFile,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        audit = AuditTable(self, "Audit")
+        notifications = Notifications(self, "Notifications", channels=policy_file.notifications)
+        remediator = RemediatorFunction(
+            self,
+            "Remediator",
+            policy_file=policy_file,
+            environment={
+                "AUDIT_TABLE_NAME": audit.table.table_name,
+                "NOTIFICATION_TOPICS": self.to_json_string(
+                    {name: topic.topic_arn for name, topic in notifications.topics.items()}
+                ),
+            },
+        )
+        audit.grant_record_and_query(remediator.function)
+        for topic in notifications.topics.values():
+            topic.grant_publish(remediator.function)
+        trigger_dead_letters = dead_letter_queue(self, "TriggerDeadLetters")
+        Validations.of(trigger_dead_letters).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SQS3",
+                reason="this queue is the dead-letter queue of the EventBridge rule targets "
+                "(cdk-nag only recognizes queues used in a redrive policy)",
+            )
+        )
+        AlarmTriggers(
+            self,
+            "Triggers",
+            selectors=[policy.alarm for policy in policy_file.policies],
+            function=remediator.function,
+            dead_letter_queue=trigger_dead_letters,
+        )
+        CfnOutput(self, "AuditTableName", value=audit.table.table_name)
+        CfnOutput(self, "RemediatorFunctionName", value=remediator.function.function_name)
+        CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))

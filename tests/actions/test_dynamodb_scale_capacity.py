@@ -1,0 +1,239 @@
+"""dynamodb.scale_capacity on moto: provisioned, GSI, on-demand, autoscaled, at cap, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from remediators.actions.dynamodb_scale_capacity import (
+    ScaleCapacity,
+    ScaleCapacityParams,
+    TableTarget,
+)
+from remediators.core.aws import client
+from remediators.core.errors import ActionError, TargetNotFound
+from remediators.core.events import AlarmEvent
+from tests.conftest import load_event
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+def _table(name: str = "orders", read: int = 5, write: int = 5, **extra: Any) -> None:
+    request: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "ProvisionedThroughput": {"ReadCapacityUnits": read, "WriteCapacityUnits": write},
+    }
+    request.update(extra)
+    boto3.client("dynamodb").create_table(**request)
+
+
+def _gsi(read: int, write: int) -> dict[str, Any]:
+    return {
+        "AttributeDefinitions": [
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "customer", "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by-customer",
+                "KeySchema": [{"AttributeName": "customer", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+                "ProvisionedThroughput": {"ReadCapacityUnits": read, "WriteCapacityUnits": write},
+            }
+        ],
+    }
+
+
+def _action(table: str = "orders", **params: Any) -> ScaleCapacity:
+    return ScaleCapacity(TableTarget(table=table), ScaleCapacityParams(**params))
+
+
+def _capacity(table: str = "orders") -> dict[str, Any]:
+    description = boto3.client("dynamodb").describe_table(TableName=table)["Table"]
+    throughput = description["ProvisionedThroughput"]
+    result = {"table": (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"])}
+    for index in description.get("GlobalSecondaryIndexes", []):
+        t = index["ProvisionedThroughput"]
+        result[index["IndexName"]] = (t["ReadCapacityUnits"], t["WriteCapacityUnits"])
+    return result
+
+
+def _register(dimension: str, minimum: int, maximum: int, table: str = "orders") -> None:
+    boto3.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="dynamodb",
+        ResourceId=f"table/{table}",
+        ScalableDimension=f"dynamodb:table:{dimension}CapacityUnits",
+        MinCapacity=minimum,
+        MaxCapacity=maximum,
+    )
+
+
+def _bounds(table: str = "orders") -> dict[str, tuple[int, int]]:
+    targets = boto3.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"]
+    )["ScalableTargets"]
+    return {t["ScalableDimension"]: (t["MinCapacity"], t["MaxCapacity"]) for t in targets}
+
+
+def test_plan_reads_and_computes_without_changing_anything() -> None:
+    _table(read=5, write=8)
+
+    plan = _action(factor=2).plan()
+
+    assert plan.skip_reason is None
+    assert plan.before["capacity"] == {"table": {"read": 5, "write": 8}}
+    assert plan.after["capacity"] == {"table": {"read": 10, "write": 16}}
+    assert plan.changes == ["table read capacity 5 -> 10", "table write capacity 8 -> 16"]
+    assert _capacity() == {"table": (5, 8)}
+
+
+def test_apply_raises_capacity_and_returns_the_state_read_back() -> None:
+    _table(read=5, write=8)
+    action = _action(factor=2)
+
+    after = action.apply(action.plan())
+
+    assert _capacity() == {"table": (10, 16)}
+    assert after["capacity"] == {"table": {"read": 10, "write": 16}}
+    assert after["status"] == "ACTIVE"
+
+
+def test_each_gsi_is_scaled_with_the_table() -> None:
+    _table(read=5, write=5, **_gsi(read=3, write=7))
+    action = _action(factor=1.5)
+
+    action.apply(action.plan())
+
+    # ceil(5 * 1.5) = 8, ceil(3 * 1.5) = 5, ceil(7 * 1.5) = 11
+    assert _capacity() == {"table": (8, 8), "by-customer": (5, 11)}
+
+
+def test_the_policy_maximum_caps_each_dimension() -> None:
+    _table(read=3000, write=100)
+    action = _action(factor=2, max_read=4000, max_write=150)
+
+    action.apply(action.plan())
+
+    assert _capacity() == {"table": (4000, 150)}
+
+
+def test_the_table_quota_caps_when_the_policy_does_not() -> None:
+    _table(read=30_000, write=1)
+
+    plan = _action(factor=2).plan()
+
+    assert plan.after["capacity"]["table"] == {"read": 40_000, "write": 2}
+
+
+def test_capacity_above_the_cap_is_never_lowered() -> None:
+    _table(read=5000, write=10)
+
+    plan = _action(factor=2, max_read=4000, max_write=4000).plan()
+
+    assert plan.after["capacity"]["table"] == {"read": 5000, "write": 20}
+
+
+def test_a_table_at_its_cap_is_skipped_as_at_cap_and_left_alone() -> None:
+    _table(read=100, write=100)
+
+    plan = _action(factor=2, max_read=100, max_write=100).plan()
+
+    assert plan.skip_reason == "at_cap"
+    assert plan.changes == []
+    assert _capacity() == {"table": (100, 100)}
+
+
+def test_an_on_demand_table_is_skipped_as_on_demand() -> None:
+    boto3.client("dynamodb").create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    plan = _action().plan()
+
+    assert plan.skip_reason == "on_demand"
+    assert "PAY_PER_REQUEST" in plan.note
+
+
+def test_a_scaler_pinned_at_its_max_gets_max_and_min_raised_not_an_update_table() -> None:
+    _table(read=50, write=20)
+    _register("Read", 10, 50)  # pinned: capacity 50 == max 50
+    _register("Write", 5, 100)  # headroom: capacity 20 < max 100
+    calls: list[str] = []
+    client("dynamodb").meta.events.register(
+        "before-call.dynamodb.UpdateTable", lambda **kwargs: calls.append("UpdateTable")
+    )
+    action = _action(factor=2, max_read=400, max_write=400)
+
+    after = action.apply(action.plan())
+
+    assert calls == []
+    assert _capacity() == {"table": (50, 20)}
+    assert _bounds() == {
+        "dynamodb:table:ReadCapacityUnits": (100, 100),
+        "dynamodb:table:WriteCapacityUnits": (5, 200),
+    }
+    assert after["autoscaling"] == {
+        "table:read": {"min": 100, "max": 100},
+        "table:write": {"min": 5, "max": 200},
+    }
+
+
+def test_revert_restores_the_recorded_before_state() -> None:
+    _table(read=5, write=5, **_gsi(read=5, write=5))
+    _register("Write", 5, 10)
+    action = _action(factor=2)
+    plan = action.plan()
+    action.apply(plan)
+
+    restored = action.revert(plan.before)
+
+    assert _capacity() == {"table": (5, 5), "by-customer": (5, 5)}
+    assert _bounds() == {"dynamodb:table:WriteCapacityUnits": (5, 10)}
+    assert restored["capacity"] == plan.before["capacity"]
+
+
+def test_a_missing_table_raises_target_not_found() -> None:
+    with pytest.raises(TargetNotFound, match="table ghost does not exist"):
+        _action(table="ghost").plan()
+
+
+def test_an_update_table_error_becomes_an_action_error_and_changes_nothing() -> None:
+    _table(read=5, write=5)
+
+    def refuse(**kwargs: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "LimitExceededException", "Message": "too many decreases"}},
+            "UpdateTable",
+        )
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
+    action = _action(factor=2)
+
+    with pytest.raises(ActionError, match="LimitExceededException: too many decreases"):
+        action.apply(action.plan())
+    assert _capacity() == {"table": (5, 5)}
+
+
+def test_the_target_comes_from_the_alarm_table_name_dimension() -> None:
+    alarm = AlarmEvent.model_validate(load_event("single_metric")).detail
+    composite = AlarmEvent.model_validate(load_event("composite")).detail
+
+    assert ScaleCapacity.target_from_alarm(alarm) == TableTarget(table="orders")
+    assert ScaleCapacity.target_from_alarm(composite) is None
+
+
+def test_permissions_are_scoped_to_the_named_table() -> None:
+    permissions = ScaleCapacity.permissions(TableTarget(table="orders"))
+
+    table_permission = next(p for p in permissions if "dynamodb:UpdateTable" in p.actions)
+    assert table_permission.resources == (
+        "arn:{partition}:dynamodb:{region}:{account}:table/orders",
+    )

@@ -1,0 +1,81 @@
+"""Shared fixtures: fake credentials (never a real AWS call), moto, one synth per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Set before boto3 is imported anywhere: tests must pass with no credentials at all.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+)
+for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_variable, None)
+
+import remediators.actions  # noqa: E402,F401  (registers the actions)
+from remediators.core import clock  # noqa: E402
+from remediators.core.aws import reset_clients  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample EventBridge event from tests/events."""
+    return dict(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """An empty moto account, in-process."""
+    from moto import mock_aws
+
+    reset_clients()
+    with mock_aws():
+        yield
+    reset_clients()
+    clock.use_real_time()
+
+
+@pytest.fixture(scope="session")
+def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cloud assembly synthesized from remediation.yaml, once per test session."""
+    from remediators.cli.deploy import synthesize
+
+    return synthesize(ROOT / "remediation.yaml", tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture
+def deployed(aws: None, assembly: Path) -> Any:
+    """The synthesized stack deployed into moto through CloudFormation."""
+    from remediators.cli.deploy import deploy
+    from remediators.cli.local_aws import LocalAws
+
+    return deploy(assembly, LocalAws(endpoint_url="in-process"))
+
+
+@pytest.fixture
+def function_env(deployed: Any, monkeypatch: pytest.MonkeyPatch, assembly: Path) -> dict[str, str]:
+    """The deployed remediator's environment variables, set as Lambda would set them."""
+    import boto3
+
+    name = deployed.outputs["RemediatorFunctionName"]
+    variables: dict[str, str] = boto3.client("lambda").get_function_configuration(
+        FunctionName=name
+    )["Environment"]["Variables"]
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    code_dir = next(p for p in assembly.iterdir() if p.name.startswith("asset."))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(code_dir))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
+    return variables

@@ -1,0 +1,256 @@
+"""What the synthesized template must contain (synthesized once per session from
+remediation.yaml): the rule pattern, the function, least-privilege IAM, DLQs, cdk-nag clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks.names import REMEDIATOR_HANDLER
+from tests.conftest import ROOT
+
+MUTATING_VERBS = (
+    "Update",
+    "Put",
+    "Register",
+    "Create",
+    "Delete",
+    "Set",
+    "Modify",
+    "Restore",
+    "Send",
+    "Publish",
+    "Start",
+    "Stop",
+    "Tag",
+    "Untag",
+)
+
+
+@pytest.fixture(scope="module")
+def template_json(assembly: Path) -> dict[str, Any]:
+    return dict(json.loads((assembly / "Autoremediate.template.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def template(template_json: dict[str, Any]) -> Template:
+    return Template.from_json(template_json)
+
+
+def _of_type(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in template_json["Resources"].items() if r["Type"] == kind}
+
+
+def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm(
+    template_json: dict[str, Any],
+) -> None:
+    [rule] = _of_type(template_json, "AWS::Events::Rule").values()
+
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "detail": {
+            "alarmName": [{"prefix": "orders-ddb-throttle"}, "sessions-ddb-throttle"],
+            "state": {"value": ["ALARM"]},
+        },
+    }
+
+
+def test_the_rule_targets_the_function_with_retries_and_a_dead_letter_queue(
+    template: Template,
+) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Targets": [
+                {
+                    "Arn": {"Fn::GetAtt": [Match.string_like_regexp("RemediatorFunction"), "Arn"]},
+                    "DeadLetterConfig": {
+                        "Arn": {
+                            "Fn::GetAtt": [Match.string_like_regexp("TriggerDeadLetters"), "Arn"]
+                        }
+                    },
+                    "RetryPolicy": {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 7200},
+                    "Id": Match.any_value(),
+                }
+            ]
+        },
+    )
+
+
+def test_the_function_runs_our_handler_on_the_latest_python_with_the_powertools_layer(
+    template: Template, template_json: dict[str, Any]
+) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": REMEDIATOR_HANDLER,
+            "Runtime": "python3.14",
+            "Architectures": ["arm64"],
+            "DeadLetterConfig": {"TargetArn": Match.any_value()},
+            "Layers": [{"Ref": Match.string_like_regexp("powertools")}],
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"AUDIT_TABLE_NAME": {"Ref": Match.string_like_regexp("AuditTable")}}
+                )
+            },
+        },
+    )
+    layer_parameters = [
+        p for p in template_json["Parameters"].values() if "powertools" in p.get("Default", "")
+    ]
+    assert layer_parameters == [
+        {
+            "Type": "AWS::SSM::Parameter::Value<String>",
+            "Default": "/aws/service/powertools/python/arm64/python3.14/latest",
+        }
+    ]
+    template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
+
+
+def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: Path) -> None:
+    [asset] = [p for p in assembly.iterdir() if p.name.startswith("asset.")]
+    top = sorted(p.name for p in asset.iterdir())
+    packages = sorted(p.name for p in (asset / "remediators").iterdir() if p.is_dir())
+
+    assert top == ["policy.json", "remediators"]
+    assert packages == ["actions", "core", "handlers"]  # no CLI, no simulator
+    policy = json.loads((asset / "policy.json").read_text())
+    assert [p["name"] for p in policy["policies"]] == ["orders-throttling", "sessions-throttling"]
+
+
+def test_the_audit_table_has_pitr_ttl_and_the_by_target_index(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "event_id", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": "by_target"})],
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+    template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
+
+
+def test_notifications_go_to_the_channel_topic_with_its_email_subscription(
+    template: Template,
+) -> None:
+    template.resource_count_is("AWS::SNS::Topic", 1)
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"}
+    )
+
+
+def _statements(template_json: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in _of_type(template_json, "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_mutating_iam_action_is_allowed_on_star(template_json: dict[str, Any]) -> None:
+    offenders = [
+        statement
+        for statement in _statements(template_json)
+        if "*" in _as_list(statement["Resource"])
+        and any(
+            action.split(":")[1].startswith(MUTATING_VERBS)
+            for action in _as_list(statement["Action"])
+        )
+    ]
+
+    assert offenders == []
+
+
+def test_update_table_is_granted_on_exactly_the_tables_the_policy_names(
+    template_json: dict[str, Any],
+) -> None:
+    [statement] = [
+        s for s in _statements(template_json) if "dynamodb:UpdateTable" in _as_list(s["Action"])
+    ]
+
+    tables = sorted(resource["Fn::Join"][1][-1] for resource in _as_list(statement["Resource"]))
+    assert tables == [":table/orders", ":table/sessions"]
+
+
+def test_cdk_nag_finds_nothing_unacknowledged_and_every_acknowledgment_has_a_reason(
+    assembly: Path,
+) -> None:
+    report = json.loads((assembly / "validation-report.json").read_text())
+    [nag] = report["pluginReports"]
+
+    assert nag["pluginName"] == "AwsSolutions"
+    assert nag["conclusion"] == "success"
+    assert nag["violations"] == []
+    assert all(len(v["reason"]) > 20 for v in nag["suppressedViolations"])
+
+
+def test_a_new_cdk_nag_finding_fails_synth(tmp_path: Path) -> None:
+    from aws_cdk import aws_sqs as sqs
+
+    from stacks.build import build_app
+
+    app = build_app(ROOT / "remediation.yaml", outdir=str(tmp_path))
+    stack = app.node.find_child("Autoremediate")
+    sqs.Queue(stack, "PlainQueue")  # no DLQ, no TLS enforcement
+
+    with pytest.raises(RuntimeError, match="ValidationFailed") as failure:
+        app.synth()
+    assert "Autoremediate/PlainQueue/Resource" in str(failure.value)
+    assert "AwsSolutions-SQS4" in str(failure.value)
+
+
+def test_cdk_synth_cli_works_offline_without_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
+    result = subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "--output", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "Autoremediate.template.json").exists()
+
+
+def test_a_bad_policy_file_fails_synth_naming_the_policy_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "policies:\n  - name: orders\n    alarm: {name: a}\n"
+        "    action: dynamodb.scale_capacity\n    params: {factor: 100}\n"
+    )
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "app.py"],
+        cwd=ROOT,
+        env={
+            **env,
+            "CDK_CONTEXT_JSON": json.dumps({"policy": str(bad)}),
+            "CDK_OUTDIR": str(tmp_path / "out"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "policy 'orders' (policies[0]) field params.factor" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,215 @@
+"""Every built-in scenario passes on the local AWS; bad scenario input exits 2 with a message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remediators.cli.local_aws import local_aws
+from remediators.cli.main import main
+from remediators.cli.runner import Report, Simulator
+from remediators.cli.scenario import built_in_scenarios, load_scenario
+
+BUILT_IN = built_in_scenarios()
+
+
+@pytest.fixture(scope="module")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    with local_aws() as aws:
+        yield Simulator(aws, cache_root=tmp_path_factory.mktemp("synth"))
+
+
+def _run(simulator: Simulator, name: str) -> Report:
+    return simulator.run(load_scenario(BUILT_IN[name]), name)
+
+
+def test_there_is_a_scenario_per_shipped_path() -> None:
+    assert {
+        "throttled-table",
+        "autoscaled-table",
+        "on-demand-table",
+        "table-at-cap",
+        "cooldown",
+        "missing-table",
+        "bad-events",
+    } <= set(BUILT_IN)
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_each_built_in_scenario_meets_its_expectations(simulator: Simulator, name: str) -> None:
+    report = _run(simulator, name)
+
+    failed = [check for check in report.expectations if not check.passed]
+    assert report.expectations, f"{name} checks nothing"
+    assert failed == []
+
+
+def test_throttled_table_reads_before_and_after_back_from_the_local_aws(
+    simulator: Simulator,
+) -> None:
+    report = _run(simulator, "throttled-table")
+
+    assert report.resources_before["dynamodb_tables"]["orders"]["read"] == 5
+    assert report.resources_after["dynamodb_tables"]["orders"]["read"] == 10
+    [event] = report.events
+    assert event.routes
+    assert event.routes[0].startswith("Autoremediate-TriggersAlarmRule")
+    assert event.audit is not None
+    assert event.audit["outcome"] == "applied"
+    assert event.audit["after"]["capacity"]["table"] == {"read": 10, "write": 10}
+    assert [n["subject"] for n in event.notifications] == [
+        "[autoremediate] Remediated dynamodb:table/orders"
+    ]
+
+
+def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "fails.yaml"
+    scenario.write_text(
+        f"name: fails\npolicy: {BUILT_IN['throttled-table'].parent / 'policies/tables.yaml'}\n"
+        "resources: {dynamodb_tables: [{name: orders}]}\n"
+        "alarms: [{name: orders-ddb-throttle-x, namespace: AWS/DynamoDB,"
+        " metric: WriteThrottleEvents, dimensions: {TableName: orders}}]\n"
+        "steps: [{fire: orders-ddb-throttle-x}]\n"
+    )
+    from remediators.core.aws import client
+
+    def refuse(**kwargs: object) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError(
+            {"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateTable"
+        )
+
+    # The handler's own (cached) client: register after the first call creates it.
+    original_run = simulator.run
+
+    def run_with_fault() -> Report:
+        client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
+        return original_run(load_scenario(scenario), str(scenario))
+
+    report = run_with_fault()
+
+    [event] = report.events
+    assert event.outcome == "failed"
+    assert event.attempts == 3  # the first try and Lambda's two async retries
+    assert event.dead_letter is not None
+    assert "RemediatorDeadLetters" in event.dead_letter
+    assert event.audit is not None
+    assert event.audit["outcome"] == "failed"
+
+
+def test_json_report_has_events_and_expectations(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["simulate", "table-at-cap", "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    [scenario] = report["scenarios"]
+    [event] = scenario["events"]
+    assert (event["outcome"], event["reason"], event["policy"]) == (
+        "skipped",
+        "at_cap",
+        "ledger-throttling",
+    )
+    assert {"event_id", "action", "target", "before", "after"} <= set(event)
+    assert scenario["expectations"][0]["passed"] is True
+
+
+def test_unmet_expectations_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = BUILT_IN["table-at-cap"].read_text().replace('["skipped:at_cap"]', "[applied]")
+    scenario = tmp_path / "wrong.yaml"
+    scenario.write_text(
+        text.replace(
+            "policies/tables.yaml", str(BUILT_IN["table-at-cap"].parent / "policies/tables.yaml")
+        )
+    )
+
+    assert main(["simulate", str(scenario)]) == 1
+    assert "FAIL outcomes: expected ['applied'], got ['skipped:at_cap']" in capsys.readouterr().out
+
+
+def test_list_names_every_built_in_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(BUILT_IN)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read scenario"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("- a list\n", "a scenario is a mapping"),
+        ("name: x\npolicy: p.yaml\n", "steps: Field required"),
+        ("name: x\npolicy: p.yaml\nsteps: [{jump: now}]\n", "a step is one of"),
+        ("name: x\npolicy: p.yaml\nsteps: [{fire: nope}]\n", "'nope' is not one of the scenario"),
+        ("name: x\nsteps: [{wait: 1m}]\n", "exactly one of `policy`"),
+        ("name: x\npolicy: missing.yaml\nsteps: [{wait: 1m}]\n", "cannot read policy file"),
+        (
+            "name: x\npolicies: [{name: p, alarm: {name: a}, action: nope}]\nsteps: [{wait: 1m}]\n",
+            "field action: unknown action 'nope'",
+        ),
+        ("name: x\npolicy: p.yaml\nsteps: [{wait: soon}]\n", "'soon' is not a duration"),
+    ],
+    ids=[
+        "missing",
+        "yaml",
+        "not-mapping",
+        "no-steps",
+        "bad-step",
+        "unknown-alarm",
+        "no-policy",
+        "missing-policy",
+        "bad-policy",
+        "bad-wait",
+    ],
+)
+def test_bad_scenario_input_exits_2_naming_the_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    if content is not None:
+        scenario.write_text(content)
+
+    status = main(["simulate", str(scenario)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_an_unreadable_event_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    policy = BUILT_IN["throttled-table"].parent / "policies/tables.yaml"
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(f"name: x\npolicy: {policy}\nsteps: [{{event: bad.json}}]\n")
+
+    assert main(["simulate", str(scenario)]) == 2
+    assert "bad.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_an_unknown_scenario_name_lists_the_built_in_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["simulate", "nope"]) == 2
+    assert "built-in: " in capsys.readouterr().err
+
+
+def test_validate_accepts_the_example_and_rejects_a_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import ROOT
+
+    assert main(["validate", str(ROOT / "remediation.yaml")]) == 0
+    assert "valid, 2 policies" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies: []\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "  policies: List should have at least 1 item" in capsys.readouterr().err

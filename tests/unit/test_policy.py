@@ -1,0 +1,162 @@
+"""The policy file: good files load, bad files fail naming the policy and the field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediators.actions.dynamodb_scale_capacity import ScaleCapacityParams, TableTarget
+from remediators.core.errors import PolicyFileError
+from remediators.core.policy import load_policy_file, parse_policy_data
+from tests.conftest import ROOT
+
+
+def _policy(**overrides: Any) -> dict[str, Any]:
+    policy = {
+        "name": "orders-throttling",
+        "alarm": {"name_prefix": "orders-ddb-throttle"},
+        "action": "dynamodb.scale_capacity",
+        "target": {"table": "orders"},
+        "params": {"factor": 2, "max_read": 4000},
+    }
+    return {**policy, **overrides}
+
+
+def _error(data: Any) -> str:
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy_data(data, "remediation.yaml")
+    return str(caught.value)
+
+
+def test_the_example_policy_file_loads_with_typed_targets_and_params() -> None:
+    policy_file = load_policy_file(ROOT / "remediation.yaml")
+
+    orders = policy_file.policies[0]
+    assert orders.target == TableTarget(table="orders")
+    assert orders.params == ScaleCapacityParams(factor=2, max_read=4000, max_write=4000)
+    assert policy_file.cooldown(orders) == timedelta(minutes=15)
+    assert policy_file.cooldown(policy_file.policies[1]) == timedelta(minutes=30)
+    assert policy_file.channel(orders) == "ops"
+
+
+def test_defaults_apply_when_a_policy_sets_nothing() -> None:
+    policy_file = parse_policy_data({"policies": [_policy(params=None)]}, "p.yaml")
+
+    policy = policy_file.policies[0]
+    assert policy.params == ScaleCapacityParams()
+    assert policy_file.dry_run(policy) is False
+    assert policy_file.cooldown(policy) == timedelta(minutes=15)
+    assert policy.needs_approval() is False
+
+
+def test_a_bad_param_names_the_policy_and_the_field() -> None:
+    message = _error({"policies": [_policy(params={"factor": 0.5})]})
+
+    assert "remediation.yaml" in message
+    assert "policy 'orders-throttling' (policies[0]) field params.factor" in message
+    assert "greater than 1" in message
+
+
+def test_a_cap_above_the_dynamodb_quota_is_refused() -> None:
+    message = _error({"policies": [_policy(params={"max_write": 50_000})]})
+
+    assert "params.max_write" in message
+    assert "40000" in message
+
+
+def test_an_unknown_param_is_refused() -> None:
+    assert "params.facter: Extra inputs are not permitted" in _error(
+        {"policies": [_policy(params={"facter": 2})]}
+    )
+
+
+def test_an_unknown_action_lists_the_valid_ones() -> None:
+    message = _error({"policies": [_policy(action="dynamodb.scale")]})
+
+    assert "field action: unknown action 'dynamodb.scale'" in message
+    assert "valid actions: dynamodb.scale_capacity" in message
+
+
+def test_a_bad_target_names_the_field() -> None:
+    assert "field target.table" in _error({"policies": [_policy(target={"table": "a b"})]})
+
+
+@pytest.mark.parametrize(
+    "alarm",
+    [{}, {"name": "a", "name_prefix": "a"}],
+    ids=["neither", "both"],
+)
+def test_an_alarm_selector_needs_exactly_one_of_name_or_prefix(alarm: dict[str, str]) -> None:
+    assert "exactly one of `name` or `name_prefix`" in _error({"policies": [_policy(alarm=alarm)]})
+
+
+def test_overlapping_alarm_selectors_are_refused() -> None:
+    message = _error(
+        {
+            "policies": [
+                _policy(),
+                _policy(name="orders-writes", alarm={"name": "orders-ddb-throttle-writes"}),
+            ]
+        }
+    )
+
+    assert "'orders-throttling'" in message
+    assert "'orders-writes'" in message
+    assert "would both answer the same alarm" in message
+
+
+def test_duplicate_policy_names_are_refused() -> None:
+    message = _error({"policies": [_policy(), _policy(alarm={"name": "other"})]})
+
+    assert "repeated: orders-throttling" in message
+
+
+def test_notify_must_name_a_defined_channel() -> None:
+    message = _error({"policies": [_policy(notify="pager")]})
+
+    assert "notify 'pager' is not a channel" in message
+
+
+def test_a_bad_duration_is_refused() -> None:
+    assert "'15 minutes' is not a duration" in _error(
+        {"policies": [_policy(cooldown="15 minutes")]}
+    )
+
+
+def test_approval_required_is_refused_until_the_approval_flow_exists() -> None:
+    assert "no approval flow yet" in _error({"policies": [_policy(approval="required")]})
+
+
+def test_an_empty_file_is_refused() -> None:
+    assert "remediation.yaml: invalid policy file" in _error(None)
+
+
+def test_unreadable_and_malformed_files_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policies: [\n")
+
+    with pytest.raises(PolicyFileError, match=r"broken\.yaml: not valid YAML"):
+        load_policy_file(broken)
+    with pytest.raises(PolicyFileError, match=r"missing\.yaml: cannot read"):
+        load_policy_file(tmp_path / "missing.yaml")
+
+
+def test_the_shipped_json_form_loads_to_the_same_policies(tmp_path: Path) -> None:
+    original = load_policy_file(ROOT / "remediation.yaml")
+    shipped = tmp_path / "policy.json"
+    shipped.write_text(original.model_dump_json(exclude_none=True))
+
+    assert load_policy_file(shipped) == original
+
+
+def test_alarm_names_match_by_exact_name_or_prefix() -> None:
+    policy_file = parse_policy_data(
+        {"policies": [_policy(), _policy(name="exact", alarm={"name": "sessions"})]}, "p"
+    )
+
+    assert policy_file.policy_for_alarm("orders-ddb-throttle-writes").name == "orders-throttling"
+    assert policy_file.policy_for_alarm("sessions").name == "exact"
+    assert policy_file.policy_for_alarm("sessions-2") is None

@@ -1,0 +1,81 @@
+"""Every registered action declares its schema, IAM and risk, and has tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from remediators.core.errors import UnknownAction
+from remediators.core.registry import (
+    Action,
+    Params,
+    Permission,
+    Target,
+    get_action,
+    register,
+    registered_actions,
+)
+from tests.conftest import ROOT
+
+ACTIONS = registered_actions()
+MUTATING_PREFIXES = ("Update", "Put", "Register", "Create", "Delete", "Set", "Modify", "Restore")
+
+
+def test_there_are_actions_to_walk() -> None:
+    assert "dynamodb.scale_capacity" in ACTIONS
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_each_action_declares_its_models_and_summary(name: str) -> None:
+    action = ACTIONS[name]
+
+    assert issubclass(action.params_model, Params)
+    assert issubclass(action.target_model, Target)
+    assert action.summary
+    assert isinstance(action.risky, bool)
+    action.params_model()  # every param has a default or the policy must give it
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_each_action_declares_iam_and_never_a_mutating_action_on_star(name: str) -> None:
+    action = ACTIONS[name]
+    for permissions in (action.permissions(None), _some_target_permissions(action)):
+        assert permissions
+        assert all(isinstance(p, Permission) for p in permissions)
+        for permission in permissions:
+            if "*" in permission.resources:
+                mutating = [
+                    a for a in permission.actions if a.split(":")[1].startswith(MUTATING_PREFIXES)
+                ]
+                assert not mutating, f"{name}: {mutating} on '*'"
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_each_action_has_its_own_tests(name: str) -> None:
+    module = ACTIONS[name].__module__.rsplit(".", 1)[1]
+
+    assert (ROOT / "tests" / "actions" / f"test_{module}.py").exists()
+
+
+def test_an_unknown_action_lists_the_valid_ones() -> None:
+    with pytest.raises(UnknownAction, match=r"valid actions: .*dynamodb\.scale_capacity"):
+        get_action("nope")
+
+
+def test_registering_an_action_without_declarations_fails() -> None:
+    class Incomplete(Action[Any, Any]):  # no name, summary or models
+        pass
+
+    with pytest.raises(TypeError, match="does not declare name, summary, params_model"):
+        register(Incomplete)  # type: ignore[type-abstract]
+
+
+def test_a_wildcard_permission_must_say_why() -> None:
+    with pytest.raises(ValueError, match="why_wildcard"):
+        Permission(actions=("dynamodb:DescribeTable",), resources=("*",))
+
+
+def _some_target_permissions(action: type[Action[Any, Any]]) -> list[Permission]:
+    fields = {name: "example" for name in action.target_model.model_fields}
+    return action.permissions(action.target_model.model_validate(fields))
