@@ -12,7 +12,6 @@ METRICS_NAMESPACE = "Autoremediate"
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/{arch}/{runtime}/latest"
 REMEDIATOR_TIMEOUT_SECONDS = 120
 REMEDIATOR_MEMORY_MB = 256
-LOG_RETENTION_DAYS = 90
 # EventBridge -> Lambda and Lambda async retries before an event goes to a dead-letter queue.
 RULE_TARGET_RETRIES = 4
 FUNCTION_ASYNC_RETRIES = 2

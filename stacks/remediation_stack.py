@@ -6,11 +6,14 @@ import json
 from typing import Any
 
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from remediators.core.policy import PolicyFile
 from stacks.constructs.audit_table import AuditTable
+from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
+from stacks.constructs.operations import Operations
 from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
 from stacks.constructs.triggers import AlarmTriggers
 
@@ -28,6 +31,7 @@ class RemediationStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         audit = AuditTable(self, "Audit")
+        guardrails = GuardrailState(self, "Guardrails")
         notifications = Notifications(self, "Notifications", channels=policy_file.notifications)
         remediator = RemediatorFunction(
             self,
@@ -35,12 +39,27 @@ class RemediationStack(Stack):
             policy_file=policy_file,
             environment={
                 "AUDIT_TABLE_NAME": audit.table.table_name,
+                "LOCKS_TABLE_NAME": guardrails.locks.table_name,
+                "IDEMPOTENCY_TABLE_NAME": guardrails.idempotency.table_name,
+                "KILL_SWITCH_PARAMETER": guardrails.kill_switch.parameter_name,
                 "NOTIFICATION_TOPICS": self.to_json_string(
                     {name: topic.topic_arn for name, topic in notifications.topics.items()}
                 ),
             },
         )
         audit.grant_record_and_query(remediator.function)
+        guardrails.grant_to(remediator.function)
+        # A policy that takes its table from the alarm may change any table: never our own.
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["dynamodb:UpdateTable", "dynamodb:DeleteTable"],
+                resources=[
+                    table.table_arn
+                    for table in (audit.table, guardrails.locks, guardrails.idempotency)
+                ],
+            )
+        )
         for topic in notifications.topics.values():
             topic.grant_publish(remediator.function)
         trigger_dead_letters = dead_letter_queue(self, "TriggerDeadLetters")
@@ -58,6 +77,19 @@ class RemediationStack(Stack):
             function=remediator.function,
             dead_letter_queue=trigger_dead_letters,
         )
+        operators = policy_file.defaults.notify
+        Operations(
+            self,
+            "Operations",
+            function=remediator.function,
+            dead_letter_queues=[remediator.dead_letter_queue, trigger_dead_letters],
+            topics=[
+                topic
+                for name, topic in notifications.topics.items()
+                if operators is None or name == operators
+            ],
+        )
         CfnOutput(self, "AuditTableName", value=audit.table.table_name)
         CfnOutput(self, "RemediatorFunctionName", value=remediator.function.function_name)
+        CfnOutput(self, "KillSwitchParameter", value=guardrails.kill_switch.parameter_name)
         CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))

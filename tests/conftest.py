@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ os.environ.update(
 )
 for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(_variable, None)
+# The CLI's synth cache goes to a folder of this session, not the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="autoremediate-test-cache-")
 
 import remediators.actions  # noqa: E402,F401  (registers the actions)
 from remediators.core import clock  # noqa: E402
@@ -79,3 +82,30 @@ def function_env(deployed: Any, monkeypatch: pytest.MonkeyPatch, assembly: Path)
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(code_dir))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
     return variables
+
+
+@pytest.fixture
+def handler(function_env: dict[str, str]) -> Any:
+    """The remediator's lambda_handler in a fresh execution environment for this deployment
+    (its module-level set-up reads the deployed table names, as in Lambda)."""
+    import importlib
+
+    import remediators.handlers.remediator as module
+
+    return importlib.reload(module).lambda_handler
+
+
+class LambdaContext:
+    """The context object the Lambda runtime passes to a handler."""
+
+    function_name = "remediator"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:remediator"
+
+    def __init__(self) -> None:
+        import uuid
+
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000

@@ -3,8 +3,8 @@
 The table and each global secondary index are scaled by `factor`, capped by the policy's
 maximum and by the default per-table quota, and never lowered. A dimension under Application
 Auto Scaling is changed through its scalable target, since the scaler would undo an
-UpdateTable: its maximum is raised, and when the scaler is already pinned at that maximum its
-minimum is raised too, so the capacity arrives now rather than after the scaler's next alarm.
+UpdateTable: its maximum is raised so the scaler can go higher, and its minimum only when
+dynamic scale-out is suspended (the scaler would not use the room).
 """
 
 from __future__ import annotations
@@ -78,7 +78,12 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 resources=(
                     "arn:{partition}:application-autoscaling:{region}:{account}:scalable-target/*",
                 ),
-                why_wildcard="scalable-target ARNs end in a random id, unknown at deploy time",
+                # Only DynamoDB's targets, not ECS services, Aurora replicas, ...
+                conditions=(
+                    ("StringEquals", "application-autoscaling:service-namespace", "dynamodb"),
+                ),
+                why_wildcard="scalable-target ARNs end in a random id, unknown at deploy time; "
+                "a condition limits the grant to DynamoDB's scalable targets",
             ),
             Permission(
                 actions=("application-autoscaling:DescribeScalableTargets",),
@@ -91,6 +96,16 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
     def target_from_alarm(cls, alarm: AlarmDetail) -> TableTarget | None:
         table = alarm.dimension("AWS/DynamoDB", "TableName")
         return TableTarget(table=table) if table else None
+
+    def read(self) -> dict[str, Any]:
+        return self._read_state()
+
+    def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in state.items() if key != "status"}
+
+    def read_back(self) -> dict[str, Any]:
+        # UpdateTable is asynchronous: wait (bounded) for ACTIVE before reading what was set.
+        return self._read_state(wait_active=True)
 
     def plan(self) -> Plan:
         before = self._read_state()
@@ -105,29 +120,27 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         for unit, capacity in before["capacity"].items():
             for dimension, current in capacity.items():
                 cap = self.params.cap(dimension)
-                scaling = before["autoscaling"].get(f"{unit}:{dimension}")
+                key = f"{unit}:{dimension}"
+                scaling = before["autoscaling"].get(key)
                 if scaling is None:
                     new = _scaled(current, self.params.factor, cap)
                     if new != current:
                         after["capacity"][unit][dimension] = new
                         changes.append(f"{unit} {dimension} capacity {current} -> {new}")
                     continue
+                # The scaler owns this capacity: give it room above, and set the floor only
+                # when it will not scale out by itself (scale-out suspended).
                 new_max = _scaled(scaling["max"], self.params.factor, cap)
-                # Pinned at its maximum: the scaler cannot help, so raise the floor as well.
-                pinned = current >= scaling["max"]
-                new_min = (
-                    max(scaling["min"], min(_scaled(current, self.params.factor, cap), new_max))
-                    if pinned
-                    else scaling["min"]
-                )
-                bounds = {"min": new_min, "max": new_max}
-                if bounds != scaling:
-                    after["autoscaling"][f"{unit}:{dimension}"] = bounds
-                    changes += [
-                        f"{unit} {dimension} autoscaling {bound} {scaling[bound]} -> {value}"
-                        for bound, value in bounds.items()
-                        if value != scaling[bound]
-                    ]
+                new_min = scaling["min"]
+                if scaling["scale_out_suspended"]:
+                    new_min = max(new_min, min(_scaled(current, self.params.factor, cap), new_max))
+                for bound, old, new in (
+                    ("max", scaling["max"], new_max),
+                    ("min", scaling["min"], new_min),
+                ):
+                    if new != old:
+                        after["autoscaling"][key][bound] = new
+                        changes.append(f"{unit} {dimension} autoscaling {bound} {old} -> {new}")
         if not changes:
             return Plan(
                 before=before,
@@ -138,40 +151,40 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             )
         return Plan(before=before, after=after, changes=changes)
 
-    def apply(self, plan: Plan) -> dict[str, Any]:
+    def apply(self, plan: Plan) -> None:
         self._write(plan.before, plan.after)
-        return self._read_state(wait_active=True)
 
-    def revert(self, before: dict[str, Any]) -> dict[str, Any]:
+    def revert(self, before: dict[str, Any]) -> None:
         self._write(self._read_state(), before)
-        return self._read_state(wait_active=True)
 
     def _write(self, current: dict[str, Any], wanted: dict[str, Any]) -> None:
-        """Move the table from `current` to `wanted`: scalable targets, then one UpdateTable."""
+        """Move the table from `current` to `wanted`: one UpdateTable for the capacity the
+        table owns (finished before the scaler is touched, so the two never race), then the
+        scalable targets' bounds. Capacity a scaler owns is never written here."""
         table = self.target.table
-        for key, bounds in wanted["autoscaling"].items():
-            if current["autoscaling"].get(key) != bounds:
-                unit, dimension = key.rsplit(":", 1)
-                resource_id, scalable_dimension = _scalable(table, unit, dimension)
-                client("application-autoscaling").register_scalable_target(
-                    ServiceNamespace="dynamodb",
-                    ResourceId=resource_id,
-                    ScalableDimension=scalable_dimension,
-                    MinCapacity=bounds["min"],
-                    MaxCapacity=bounds["max"],
-                )
         request: dict[str, Any] = {}
         index_updates = []
         for unit, capacity in wanted["capacity"].items():
-            if capacity == current["capacity"].get(unit):
+            now = current["capacity"].get(unit, {})
+            target = {
+                dimension: now.get(dimension, value)
+                if f"{unit}:{dimension}" in current["autoscaling"]
+                else value
+                for dimension, value in capacity.items()
+            }
+            if target == now:
                 continue
-            throughput = {_DIMENSIONS[d]: v for d, v in sorted(capacity.items())}
+            throughput = {_DIMENSIONS[d]: v for d, v in sorted(target.items())}
             if unit == "table":
                 request["ProvisionedThroughput"] = throughput
             else:
-                index_name = unit.removeprefix("index/")
                 index_updates.append(
-                    {"Update": {"IndexName": index_name, "ProvisionedThroughput": throughput}}
+                    {
+                        "Update": {
+                            "IndexName": unit.removeprefix("index/"),
+                            "ProvisionedThroughput": throughput,
+                        }
+                    }
                 )
         if index_updates:
             request["GlobalSecondaryIndexUpdates"] = index_updates
@@ -180,6 +193,23 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 client("dynamodb").update_table(TableName=table, **request)
             except ClientError as error:
                 raise ActionError(f"UpdateTable {table} failed: {_message(error)}") from error
+        bounds_changed = [
+            (key, bounds)
+            for key, bounds in wanted["autoscaling"].items()
+            if _bounds(current["autoscaling"].get(key)) != _bounds(bounds)
+        ]
+        if request and bounds_changed:
+            self._read_state(wait_active=True)
+        for key, bounds in bounds_changed:
+            unit, dimension = key.rsplit(":", 1)
+            resource_id, scalable_dimension = _scalable(table, unit, dimension)
+            client("application-autoscaling").register_scalable_target(
+                ServiceNamespace="dynamodb",
+                ResourceId=resource_id,
+                ScalableDimension=scalable_dimension,
+                MinCapacity=bounds["min"],
+                MaxCapacity=bounds["max"],
+            )
 
     def _read_state(self, wait_active: bool = False) -> dict[str, Any]:
         """Capacity per table/GSI and dimension, billing mode, status and autoscaling bounds."""
@@ -224,13 +254,21 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             bounds[f"{unit}:{dimension}"] = {
                 "min": scalable["MinCapacity"],
                 "max": scalable["MaxCapacity"],
+                "scale_out_suspended": bool(
+                    scalable.get("SuspendedState", {}).get("DynamicScalingOutSuspended", False)
+                ),
             }
         return bounds
 
 
 def _scaled(current: int, factor: float, cap: int) -> int:
     """`current` times `factor`, rounded up, at most `cap`, never below `current`."""
-    return max(current, min(math.ceil(current * factor), cap))
+    # Round first: 100 * 1.1 is 110.00000000000001 in binary floating point.
+    return max(current, min(math.ceil(round(current * factor, 6)), cap))
+
+
+def _bounds(scaling: dict[str, Any] | None) -> tuple[int, int] | None:
+    return None if scaling is None else (scaling["min"], scaling["max"])
 
 
 def _throughput(provisioned: dict[str, Any]) -> dict[str, int]:

@@ -15,9 +15,13 @@ import json
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,8 @@ __all__ = [
 _QUALIFIER = "hnb659fds"
 _BOOTSTRAP_VERSION = "30"
 _SOURCES = ("remediators", "stacks")
+_SOURCE_ROOT = Path(remediators.__file__).resolve().parent.parent
+_SYNTH_LIBRARIES = ("aws-cdk-lib", "constructs", "cdk-nag")
 _DEFAULT_ASYNC_RETRIES = 2  # Lambda's default for asynchronous invocations
 _UNSUPPORTED = re.compile(r"Tried to parse (\S+) but it's not supported")
 
@@ -57,18 +63,32 @@ class DeployedStack:
 def synthesize(policy_path: Path, cache_root: Path | None = None) -> Path:
     """Synthesize the app for `policy_path`; return the cloud assembly directory.
 
-    Synth takes seconds, so assemblies are cached by the policy file's content and the source
-    of the code that is synthesized and shipped.
+    Runs `app.py` as `cdk synth` does (a child process told the output folder and the policy
+    through CDK_OUTDIR and CDK_CONTEXT_JSON), so nothing here imports the CDK. Synth takes
+    seconds, so assemblies are cached by the policy file's content, the source of the code
+    that is synthesized and shipped, and the CDK library versions.
     """
     root = cache_root or _cache_root()
     outdir = root / _fingerprint(policy_path)
     if (outdir / "manifest.json").exists():
         return outdir
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    from stacks.build import build_app  # CDK and jsii load only when synth is needed
-
     staging = outdir.with_name(outdir.name + ".partial")
-    build_app(policy_path, outdir=str(staging)).synth()
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        [sys.executable, str(_SOURCE_ROOT / "app.py")],
+        cwd=_SOURCE_ROOT,
+        env={
+            **os.environ,
+            "CDK_OUTDIR": str(staging),
+            "CDK_CONTEXT_JSON": json.dumps({"policy": str(policy_path.resolve())}),
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"synth of {policy_path} failed:\n{result.stderr.strip()}")
     staging.rename(outdir)
     return outdir
 
@@ -236,9 +256,11 @@ def _cache_root() -> Path:
 
 def _fingerprint(policy_path: Path) -> str:
     digest = hashlib.sha256(policy_path.read_bytes())
-    source_root = Path(remediators.__file__).resolve().parent.parent
-    for package in _SOURCES:
-        for path in sorted((source_root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(source_root)).encode())
-            digest.update(path.read_bytes())
+    for library in _SYNTH_LIBRARIES:
+        digest.update(f"{library}=={metadata.version(library)}".encode())
+    for path in [_SOURCE_ROOT / "app.py"] + [
+        p for package in _SOURCES for p in sorted((_SOURCE_ROOT / package).rglob("*.py"))
+    ]:
+        digest.update(str(path.relative_to(_SOURCE_ROOT)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:32]

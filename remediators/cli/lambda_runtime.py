@@ -136,8 +136,17 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         context = _Context(function, request_id)
         with _function_environment(function), _capture_output(logs):
-            handler = getattr(importlib.import_module(module_name), handler_name)
-            return handler(json.loads(json.dumps(event)), context)
+            module = importlib.import_module(module_name)
+            if _LOADED_FOR.get(module_name) != function.arn:
+                # A new function gets a fresh execution environment: module-level set-up
+                # (clients, table names from the environment) runs again, as on a cold start.
+                module = importlib.reload(module)
+                _LOADED_FOR[module_name] = function.arn
+            return getattr(module, handler_name)(json.loads(json.dumps(event)), context)
+
+
+# Which function's execution environment each handler module was last initialised for.
+_LOADED_FOR: dict[str, str] = {}
 
 
 class _Context:

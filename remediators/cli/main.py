@@ -54,6 +54,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.set_defaults(run=_simulate)
 
+    history = commands.add_parser(
+        "history",
+        help="list audit records of a deployed stack (your AWS credentials)",
+        epilog="examples:\n  remediate history --since 1d\n"
+        "  remediate history --resource dynamodb:table/orders --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    history.add_argument("--resource", help="only this target, e.g. dynamodb:table/orders")
+    history.add_argument("--since", default="1d", help="how far back: 30m, 6h, 7d (default 1d)")
+    history.add_argument("--json", action="store_true", help="print the records as JSON")
+    history.add_argument("--stack", default="Autoremediate", help="stack name")
+    history.set_defaults(run=_history)
+
+    revert = commands.add_parser(
+        "revert",
+        help="restore the before-state of an applied action (your AWS credentials)",
+        description="Restore what an applied action changed, through the action's revert. "
+        "Refuses when the resource changed since the action, unless --force. The revert is "
+        "itself audited and notified.",
+        epilog="example:\n  remediate revert 832b83bb-6f7f-4ff5-b22b-bc006b9ed37f",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    revert.add_argument("event_id", metavar="EVENT_ID", help="the action's event id (history)")
+    revert.add_argument("--force", action="store_true", help="revert even if changed since")
+    revert.add_argument("--stack", default="Autoremediate", help="stack name")
+    revert.set_defaults(run=_revert)
+
     validate = commands.add_parser(
         "validate",
         help="validate a policy file exactly as `cdk synth` does",
@@ -74,6 +101,26 @@ def _validate(args: argparse.Namespace) -> int:
     for policy in policy_file.policies:
         target = policy.target.resource_key if policy.target else "target from the alarm"
         print(f"  {policy.name}: alarm {policy.alarm.describe()} -> {policy.action} ({target})")
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    from remediators.cli.operator import deployed_settings, format_history, history, parse_since
+
+    since = parse_since(args.since)
+    records = history(deployed_settings(args.stack), since, args.resource)
+    print(format_history(records, as_json=args.json))
+    return EXIT_OK
+
+
+def _revert(args: argparse.Namespace) -> int:
+    import remediators.actions  # noqa: F401  (registers the actions)
+    from remediators.cli.operator import deployed_settings, revert_action
+
+    record = revert_action(deployed_settings(args.stack), args.event_id, force=args.force)
+    print(f"reverted {args.event_id} as {record.event_id}:")
+    for change in record.changes:
+        print(f"  {change}")
     return EXIT_OK
 
 

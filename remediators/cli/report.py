@@ -39,9 +39,12 @@ def _event_lines(event: EventResult, verbose: bool) -> list[str]:
         return lines
     lines.append(f"      matched rule {', '.join(event.routes)} -> remediator function")
     if event.policy:
-        lines.append(f"      policy {event.policy}: {event.action} on {event.target or '?'}")
+        on = f" on {event.target}" if event.target else ""
+        lines.append(f"      policy {event.policy}: {event.action}{on}")
     if event.changes:
-        verb = "applied" if event.outcome == "applied" else "planned"
+        verb = {"applied": "applied", "recovered": "recovery"}.get(
+            event.outcome if event.outcome == "applied" else str(event.reason), "planned"
+        )
         lines += [f"      {verb}: {change}" for change in event.changes]
     if event.before is not None:
         lines.append(f"      before (read): {_compact(event.before)}")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from remediators.cli import resources
 from remediators.cli.alarm_events import set_alarm_state
@@ -27,17 +29,25 @@ from remediators.cli.deploy import (
 )
 from remediators.cli.lambda_runtime import LambdaRuntime
 from remediators.cli.local_aws import LocalAws
+from remediators.cli.operator import deployed_settings, format_history, history, revert_action
 from remediators.cli.routing import Router
 from remediators.cli.scenario import (
     EventStep,
     FireStep,
+    ForceRevertStep,
+    HistoryStep,
+    KillSwitchStep,
+    OkStep,
+    RedeliverStep,
+    RevertStep,
     Scenario,
     ScenarioError,
     WaitStep,
 )
 from remediators.core import clock
 from remediators.core.audit import AuditStore
-from remediators.core.policy import load_policy_file, parse_policy_data
+from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
+from remediators.core.revert import RevertRefused
 
 __all__ = ["Check", "Entry", "EventResult", "Report", "Simulator"]
 
@@ -141,55 +151,13 @@ class Simulator:
                     assets_bucket(self.aws), async_invoke_settings(stack, self.aws)
                 )
                 try:
-                    self._play(scenario, stack, runtime, report)
+                    _Playback(scenario, stack, runtime, report, self.aws).run()
                 finally:
                     runtime.close()
             finally:
                 clock.use_real_time()
         report.expectations = _check(scenario, report)
         return report
-
-    def _play(
-        self, scenario: Scenario, stack: DeployedStack, runtime: LambdaRuntime, report: Report
-    ) -> None:
-        inbox = _Inbox.subscribe(stack)
-        router = Router()
-        audit = AuditStore(stack.outputs["AuditTableName"])
-        resources.create_resources(scenario.resources)
-        resources.create_alarms(scenario.alarms)
-        resources.put_metrics(scenario.metrics)
-        report.resources_before = resources.read_resources(scenario.resources)
-        for kind, name, state in _resource_lines(report.resources_before):
-            report.note("resource", f"{kind} {name}: {state}")
-
-        def deliver(event: dict[str, Any]) -> None:
-            result = _deliver(event, router, runtime, audit, inbox)
-            report.events.append(result)
-            report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
-
-        for step in scenario.steps:
-            if isinstance(step, FireStep):
-                current = boto3.client("cloudwatch").describe_alarms(AlarmNames=[step.fire])
-                if current["MetricAlarms"][0]["StateValue"] == "ALARM":
-                    deliver(
-                        set_alarm_state(step.fire, "OK", "threshold no longer crossed", self.aws)
-                    )
-                report.note("step", f"fire {step.fire}: alarm -> ALARM")
-                deliver(
-                    set_alarm_state(step.fire, "ALARM", "threshold crossed (simulated)", self.aws)
-                )
-            elif isinstance(step, EventStep):
-                path = scenario.base_dir / step.event
-                report.note("step", f"event {path}")
-                deliver(_read_event(path))
-            elif isinstance(step, WaitStep):
-                clock.advance(step.wait)
-                report.note(
-                    "step", f"wait {step.wait} (simulated clock now {clock.now():%H:%M:%S})"
-                )
-        report.resources_after = resources.read_resources(scenario.resources)
-        for kind, name, state in _resource_lines(report.resources_after):
-            report.note("resource", f"{kind} {name}: {state}")
 
     def _policy_path(self, scenario: Scenario, source: str, workdir: Path) -> Path:
         inline = scenario.policy_data()
@@ -207,6 +175,126 @@ class Simulator:
         request = urllib.request.Request(f"{self.aws.endpoint_url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=30):
             pass
+
+
+class _Playback:
+    """One scenario's steps, played against its deployed stack."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        stack: DeployedStack,
+        runtime: LambdaRuntime,
+        report: Report,
+        aws: LocalAws,
+    ) -> None:
+        self.scenario, self.stack, self.runtime, self.report, self.aws = (
+            scenario,
+            stack,
+            runtime,
+            report,
+            aws,
+        )
+        self.inbox = _Inbox.subscribe(stack)
+        self.router = Router()
+        self.audit = AuditStore(stack.outputs["AuditTableName"])
+        self.delivered: list[dict[str, Any]] = []
+
+    def run(self) -> None:
+        """Create the resources, play every step, read the resources back."""
+        try:
+            resources.create_resources(self.scenario.resources)
+            resources.create_alarms(self.scenario.alarms)
+            resources.put_metrics(self.scenario.metrics)
+        except ClientError as error:
+            raise ScenarioError(
+                f"{self.scenario.name}: cannot create its resources: {error}"
+            ) from None
+        self.report.resources_before = self._read_resources()
+        for step in self.scenario.steps:
+            _STEPS[type(step)](self, step)
+        self.report.resources_after = self._read_resources()
+
+    def _read_resources(self) -> dict[str, Any]:
+        state = resources.read_resources(self.scenario.resources)
+        for name, table in state["dynamodb_tables"].items():
+            self.report.note("resource", f"table {name}: {json.dumps(table, sort_keys=True)}")
+        return state
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        self.delivered.append(event)
+        result = _deliver(event, self.router, self.runtime, self.audit, self.inbox)
+        self.report.events.append(result)
+        self.report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
+
+    def _fire(self, step: FireStep) -> None:
+        alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=[step.fire])
+        if alarm["MetricAlarms"][0]["StateValue"] == "ALARM":
+            self._deliver(set_alarm_state(step.fire, "OK", "threshold no longer crossed", self.aws))
+        self.report.note("step", f"fire {step.fire}: alarm -> ALARM")
+        self._deliver(
+            set_alarm_state(step.fire, "ALARM", "threshold crossed (simulated)", self.aws)
+        )
+
+    def _ok(self, step: OkStep) -> None:
+        self.report.note("step", f"ok {step.ok}: alarm -> OK")
+        self._deliver(set_alarm_state(step.ok, "OK", "threshold no longer crossed", self.aws))
+
+    def _event(self, step: EventStep) -> None:
+        path = self.scenario.base_dir / step.event
+        self.report.note("step", f"event {path}")
+        self._deliver(_read_event(path))
+
+    def _redeliver(self, step: RedeliverStep) -> None:
+        if not self.delivered:
+            raise ScenarioError(f"{self.scenario.name}: redeliver before any event")
+        self.report.note("step", f"redeliver event {self.delivered[-1].get('id')} (same id)")
+        self._deliver(self.delivered[-1])
+
+    def _wait(self, step: WaitStep) -> None:
+        clock.advance(step.wait)
+        self.report.note(
+            "step",
+            f"wait {format_duration(step.wait)} (simulated clock now {clock.now():%H:%M:%S})",
+        )
+
+    def _kill_switch(self, step: KillSwitchStep) -> None:
+        name = self.stack.outputs["KillSwitchParameter"]
+        boto3.client("ssm").put_parameter(
+            Name=name, Value=step.kill_switch, Type="String", Overwrite=True
+        )
+        self.report.note("operator", f"kill switch {name} = {step.kill_switch}")
+
+    def _revert(self, step: RevertStep | ForceRevertStep) -> None:
+        force = isinstance(step, ForceRevertStep)
+        wanted = step.force_revert if isinstance(step, ForceRevertStep) else step.revert
+        event_id = _latest_applied(self.report) if wanted == "latest" else wanted
+        command = f"remediate revert {event_id}{' --force' if force else ''}"
+        try:
+            record = revert_action(deployed_settings(self.stack.name), event_id, force=force)
+        except RevertRefused as error:
+            self.report.note("operator", f"{command}: refused: {error}")
+        else:
+            self.report.note("operator", f"{command}: {'; '.join(record.changes)}")
+
+    def _history(self, step: HistoryStep) -> None:
+        records = history(deployed_settings(self.stack.name), step.history)
+        self.report.note("operator", f"remediate history --since {format_duration(step.history)}:")
+        for line in format_history(records).splitlines():
+            self.report.note("history", line)
+
+
+_STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
+    FireStep: _Playback._fire,
+    OkStep: _Playback._ok,
+    EventStep: _Playback._event,
+    RedeliverStep: _Playback._redeliver,
+    WaitStep: _Playback._wait,
+    KillSwitchStep: _Playback._kill_switch,
+    RevertStep: _Playback._revert,
+    ForceRevertStep: _Playback._revert,
+    HistoryStep: _Playback._history,
+}
 
 
 class _Inbox:
@@ -278,12 +366,22 @@ def _deliver(
         result.audit = record.model_dump(mode="json")
         if invocation.error is None:
             result.outcome = record.outcome.value
+        if returned.get("duplicate"):  # the handler's idempotency replayed the first result
+            result.outcome, result.reason = "skipped", "duplicate"
+            continue
         result.reason, result.policy, result.action = record.reason, record.policy, record.action
         result.target, result.changes = record.target, record.changes
         result.before, result.after = record.before, record.after
         result.error = result.error or record.error
     result.notifications = inbox.drain()
     return result
+
+
+def _latest_applied(report: Report) -> str:
+    for event in reversed(report.events):
+        if event.outcome == "applied":
+            return event.event_id
+    raise ScenarioError(f"{report.scenario}: revert latest, but no action was applied")
 
 
 def _read_event(path: Path) -> dict[str, Any]:
@@ -339,10 +437,3 @@ def _describe_deployment(stack: DeployedStack) -> str:
     if stack.not_simulated:
         text += f"; moto does not create {', '.join(stack.not_simulated)}"
     return text
-
-
-def _resource_lines(state: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [
-        ("table", name, json.dumps(table, sort_keys=True))
-        for name, table in state.get("dynamodb_tables", {}).items()
-    ]

@@ -6,7 +6,6 @@ field, and the CLI exits with status 2.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,6 +49,12 @@ class Bounds(_Spec):
     min: int = Field(ge=1)
     max: int = Field(ge=1)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
 
 class IndexSpec(_Spec):
     """A global secondary index (keyed on `key`) with its provisioned capacity."""
@@ -76,6 +81,14 @@ class Resources(_Spec):
     """Resources created in the local AWS before the steps."""
 
     dynamodb_tables: list[TableSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Resources:
+        names = [table.name for table in self.dynamodb_tables]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"table names must be unique; repeated: {', '.join(repeated)}")
+        return self
 
 
 class AlarmSpec(_Spec):
@@ -120,6 +133,42 @@ class WaitStep(_Spec):
     wait: Duration
 
 
+class OkStep(_Spec):
+    """Put an alarm back into OK (its recovery event is delivered)."""
+
+    ok: str
+
+
+class RedeliverStep(_Spec):
+    """Deliver the latest event again, same id (EventBridge delivers at least once)."""
+
+    redeliver: Literal["latest"]
+
+
+class KillSwitchStep(_Spec):
+    """Set the deployed kill-switch parameter, as an operator would."""
+
+    kill_switch: Literal["enabled", "disabled"]
+
+
+class RevertStep(_Spec):
+    """`remediate revert` an applied action: `latest` or an event id."""
+
+    revert: str
+
+
+class ForceRevertStep(_Spec):
+    """`remediate revert --force`: revert even if the resource changed since."""
+
+    force_revert: str
+
+
+class HistoryStep(_Spec):
+    """Print `remediate history --since DURATION`."""
+
+    history: Duration
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return next(iter(type(value).model_fields))
@@ -130,12 +179,20 @@ def _step_kind(value: Any) -> str | None:
 
 Step = Annotated[
     Annotated[FireStep, Tag("fire")]
+    | Annotated[OkStep, Tag("ok")]
     | Annotated[EventStep, Tag("event")]
-    | Annotated[WaitStep, Tag("wait")],
+    | Annotated[RedeliverStep, Tag("redeliver")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[KillSwitchStep, Tag("kill_switch")]
+    | Annotated[RevertStep, Tag("revert")]
+    | Annotated[ForceRevertStep, Tag("force_revert")]
+    | Annotated[HistoryStep, Tag("history")],
     Discriminator(
         _step_kind,
         custom_error_type="step",
-        custom_error_message="a step is one of `fire: ALARM`, `event: FILE.json`, `wait: 2h`",
+        custom_error_message="a step is one of `fire: ALARM`, `ok: ALARM`, `event: FILE.json`, "
+        "`redeliver: latest`, `wait: 2h`, `kill_switch: enabled|disabled`, `revert: latest|ID`, "
+        "`force_revert: latest|ID`, `history: 1d`",
     ),
 ]
 
@@ -194,8 +251,9 @@ class Scenario(_Spec):
             raise ValueError("`defaults` and `notifications` go with inline `policies`")
         alarms = {alarm.name for alarm in self.alarms}
         for step in self.steps:
-            if isinstance(step, FireStep) and step.fire not in alarms:
-                raise ValueError(f"step fire: {step.fire!r} is not one of the scenario's alarms")
+            name = getattr(step, "fire", None) or getattr(step, "ok", None)
+            if name is not None and name not in alarms:
+                raise ValueError(f"step alarm {name!r} is not one of the scenario's alarms")
         return self
 
     def policy_data(self) -> dict[str, Any] | None:
@@ -208,10 +266,6 @@ class Scenario(_Spec):
         if self.notifications is not None:
             data["notifications"] = self.notifications
         return data
-
-    def waits(self) -> timedelta:
-        """Total simulated time the steps wait."""
-        return sum((s.wait for s in self.steps if isinstance(s, WaitStep)), timedelta(0))
 
 
 def load_scenario(path: str | Path) -> Scenario:

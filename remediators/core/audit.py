@@ -2,17 +2,19 @@
 
 Every event ends as exactly one record: applied, skipped (with its reason), failed (with the
 error) or invalid. Records are keyed by event id; the `by_target` index (target, recorded_at)
-serves cooldown checks and history.
+serves cooldown, the circuit breaker and history; `by_alarm` (alarm, recorded_at) finds the
+action a recovering alarm should be credited to.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from remediators.core.aws import client
 
@@ -20,8 +22,17 @@ __all__ = ["AuditRecord", "AuditStore", "Outcome"]
 
 # Index name and key attributes; the stack builds the table from these.
 BY_TARGET_INDEX = "by_target"
+BY_ALARM_INDEX = "by_alarm"
 TTL_ATTRIBUTE = "expires_at"
-_JSON_FIELDS = ("before", "planned", "after", "changes")
+_JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec")
+
+
+def _iso(moment: datetime) -> str:
+    """Fixed-width UTC with microseconds, so that stored timestamps compare as strings."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
 
 
 class Outcome(StrEnum):
@@ -46,14 +57,23 @@ class AuditRecord(BaseModel):
     policy: str | None = None
     action: str | None = None
     target: str | None = None
+    # The target as the action's model has it, so `remediate revert` can rebuild the action.
+    target_spec: dict[str, Any] | None = None
     dry_run: bool = False
+    # Notified as an escalation: a person must look (at cap, circuit open, failed, unverified).
+    escalated: bool = False
+    # Set on a revert: the event id of the action it undid.
+    reverts: str | None = None
+    # Set on an applied action when its alarm returns to OK.
+    recovered_at: Timestamp | None = None
+    recovery_seconds: int | None = None
     changes: list[str] = Field(default_factory=list)
     before: dict[str, Any] | None = None
     planned: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     error: str | None = None
-    started_at: datetime
-    recorded_at: datetime
+    started_at: Timestamp
+    recorded_at: Timestamp
 
     @property
     def duration_ms(self) -> int:
@@ -83,24 +103,91 @@ class AuditStore:
         )
         return self._from_item(item) if item else None
 
-    def last_applied(self, target: str, policy: str, since: datetime) -> AuditRecord | None:
-        """The latest change applied to `target` by `policy` at or after `since`."""
-        response = client("dynamodb").query(
-            TableName=self.table_name,
-            IndexName=BY_TARGET_INDEX,
-            KeyConditionExpression="#target = :target AND recorded_at >= :since",
-            FilterExpression="outcome = :applied AND #policy = :policy",
-            ExpressionAttributeNames={"#target": "target", "#policy": "policy"},
-            ExpressionAttributeValues={
-                ":target": {"S": target},
-                ":since": {"S": since.isoformat()},
-                ":applied": {"S": Outcome.APPLIED.value},
-                ":policy": {"S": policy},
-            },
-            ScanIndexForward=False,
+    def applied_since(self, target: str, since: datetime) -> list[AuditRecord]:
+        """Changes applied to `target` at or after `since`, newest first."""
+        return self._query(
+            BY_TARGET_INDEX,
+            "#key = :key AND recorded_at >= :since",
+            {"#key": "target"},
+            {":key": {"S": target}, ":since": {"S": _iso(since)}},
+            applied_only=True,
         )
-        items = response.get("Items", [])
-        return self._from_item(items[0]) if items else None
+
+    def last_applied_for_alarm(self, alarm: str, since: datetime) -> AuditRecord | None:
+        """The latest change applied because of `alarm`, at or after `since`."""
+        records = self._query(
+            BY_ALARM_INDEX,
+            "#key = :key AND recorded_at >= :since",
+            {"#key": "alarm"},
+            {":key": {"S": alarm}, ":since": {"S": _iso(since)}},
+            applied_only=True,
+        )
+        return records[0] if records else None
+
+    def mark_recovered(self, event_id: str, at: datetime, seconds: int) -> bool:
+        """Record that the alarm behind an applied change returned to OK (only the first time)."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"event_id": {"S": event_id}},
+                UpdateExpression="SET recovered_at = :at, recovery_seconds = :seconds",
+                ConditionExpression="attribute_exists(event_id) AND "
+                "attribute_not_exists(recovered_at)",
+                ExpressionAttributeValues={
+                    ":at": {"S": _iso(at)},
+                    ":seconds": {"S": str(seconds)},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def history(self, since: datetime, target: str | None = None) -> list[AuditRecord]:
+        """Records since `since`, newest first; of one target, or of all (a scan)."""
+        if target is not None:
+            return self._query(
+                BY_TARGET_INDEX,
+                "#key = :key AND recorded_at >= :since",
+                {"#key": "target"},
+                {":key": {"S": target}, ":since": {"S": _iso(since)}},
+            )
+        records: list[AuditRecord] = []
+        paginator = client("dynamodb").get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            FilterExpression="recorded_at >= :since",
+            ExpressionAttributeValues={":since": {"S": _iso(since)}},
+        ):
+            records += [self._from_item(item) for item in page.get("Items", [])]
+        return sorted(records, key=lambda record: record.recorded_at, reverse=True)
+
+    def _query(
+        self,
+        index: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        applied_only: bool = False,
+    ) -> list[AuditRecord]:
+        options: dict[str, Any] = {}
+        if applied_only:
+            options["FilterExpression"] = "outcome = :applied"
+            values = {**values, ":applied": {"S": Outcome.APPLIED.value}}
+        paginator = client("dynamodb").get_paginator("query")
+        records: list[AuditRecord] = []
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            **options,
+        ):
+            records += [self._from_item(item) for item in page.get("Items", [])]
+        return records
 
     def _to_item(self, record: AuditRecord) -> dict[str, Any]:
         data = record.model_dump(mode="json", exclude_none=True)

@@ -103,11 +103,6 @@ class AlarmDetail(_Detail):
     previous_state: AlarmState | None = Field(default=None, alias="previousState")
     configuration: AlarmConfiguration = Field(default_factory=AlarmConfiguration)
 
-    @property
-    def is_composite(self) -> bool:
-        """A composite alarm has a rule over other alarms and no metrics."""
-        return self.configuration.alarm_rule is not None
-
     def dimension(self, namespace: str, name: str) -> str | None:
         """The value of dimension `name` on the alarm's metrics in `namespace`, if exactly one.
 

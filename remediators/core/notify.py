@@ -9,6 +9,16 @@ from remediators.core.aws import client
 
 __all__ = ["Notifier", "render"]
 
+_WHY_ESCALATED = {
+    "at_cap": "Nothing was changed: the resource is already at the policy's maximum or the "
+    "AWS limit. Raise the cap in the policy file, or fix the cause by hand.",
+    "circuit_open": "Nothing was changed: the resource has had as many automatic changes "
+    "today as the policy allows (max_actions_per_day). The alarm keeps firing; a person "
+    "should look at why.",
+    "failed": "The change failed and will be retried; if it keeps failing, the event lands "
+    "in the dead-letter queue. A person should look.",
+}
+
 
 class Notifier:
     """Publishes audit records to the SNS topic of a notification channel."""
@@ -25,10 +35,19 @@ class Notifier:
         response = client("sns").publish(TopicArn=topic, Subject=subject, Message=body)
         return str(response["MessageId"])
 
+    def notify_all(self, record: AuditRecord) -> None:
+        """Publish `record` to every channel (operator actions such as reverts)."""
+        for channel in sorted(self.topics):
+            self.notify(record, channel)
+
 
 def render(record: AuditRecord) -> tuple[str, str]:
     """Subject and body of the message for a record: what, which policy, what changed, why."""
-    if record.outcome is Outcome.APPLIED:
+    if record.escalated:
+        headline = f"ESCALATION: {record.reason or record.outcome.value} on {record.target}"
+    elif record.reverts:
+        headline = f"Reverted {record.target}"
+    elif record.outcome is Outcome.APPLIED:
         headline = f"Remediated {record.target}"
     elif record.dry_run:
         headline = f"Dry run: would remediate {record.target}"
@@ -44,13 +63,19 @@ def render(record: AuditRecord) -> tuple[str, str]:
     if record.changes:
         lines += ["", "What changed:" if record.outcome is Outcome.APPLIED else "Planned:"]
         lines += [f"  - {change}" for change in record.changes]
+    if record.escalated:
+        lines += ["", _WHY_ESCALATED.get(record.reason or "", _WHY_ESCALATED["failed"])]
     if record.error:
-        lines += ["", f"Error: {record.error}"]
+        lines += ["", f"Details: {record.error}"]
+    if record.reverts:
+        lines += ["", f"This reverted action {record.reverts}."]
     if record.outcome is Outcome.APPLIED:
         lines += [
             "",
-            "To undo, restore the before-state recorded in the audit table:",
-            json.dumps(record.before, sort_keys=True),
+            f"Before: {json.dumps(record.before, sort_keys=True)}",
+            f"After:  {json.dumps(record.after, sort_keys=True)}",
+            "",
+            f"To undo: remediate revert {record.event_id}",
         ]
     lines += ["", f"Event id: {record.event_id}"]
     # SNS subjects: at most 100 characters, printable ASCII, no line breaks.

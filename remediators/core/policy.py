@@ -30,36 +30,46 @@ from remediators.core.errors import PolicyFileError, UnknownAction
 from remediators.core.registry import Action, Params, Target, get_action
 
 __all__ = [
+    "SELF_ALARM_PREFIX",
     "AlarmSelector",
     "Defaults",
     "NotificationChannel",
     "Policy",
     "PolicyFile",
+    "format_duration",
     "load_policy_file",
     "parse_policy_data",
 ]
 
+# The stack's own alarms (errors, dead letters) start with this and are never remediated.
+SELF_ALARM_PREFIX = "autoremediate-"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _parse_duration(value: Any) -> Any:
+def _parse_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration like 30s, 15m, 6h or 1d")
-        return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-    if isinstance(value, int) and not isinstance(value, bool):
+        if match:
+            return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
-    return value
+    elif isinstance(value, timedelta) and value >= timedelta(0):
+        return value
+    raise ValueError(f"{value!r} is not a duration like 30s, 15m, 6h or 1d")
 
 
-def _format_duration(value: timedelta) -> str:
-    return f"{int(value.total_seconds())}s"
+def format_duration(value: timedelta) -> str:
+    """The shortest exact form in the policy file's syntax: 1d, 6h, 15m, 90s."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(_parse_duration), PlainSerializer(_format_duration, return_type=str)
+    timedelta, BeforeValidator(_parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
 
 
@@ -77,6 +87,11 @@ class AlarmSelector(_Model):
     def _exactly_one(self) -> AlarmSelector:
         if (self.name is None) == (self.name_prefix is None):
             raise ValueError("give exactly one of `name` or `name_prefix`")
+        if self.overlaps(AlarmSelector.model_construct(name_prefix=SELF_ALARM_PREFIX)):
+            raise ValueError(
+                f"alarms named {SELF_ALARM_PREFIX}* watch autoremediate itself and are never "
+                "remediated; choose a selector that cannot match them"
+            )
         return self
 
     def matches(self, alarm_name: str) -> bool:
@@ -114,6 +129,7 @@ class Defaults(_Model):
 
     dry_run: bool = False
     cooldown: Duration = timedelta(minutes=15)
+    max_actions_per_day: int = Field(default=3, ge=1, le=100)
     notify: str | None = None
 
 
@@ -128,6 +144,7 @@ class Policy(_Model):
     approval: Literal["required", "never"] | None = None
     dry_run: bool | None = None
     cooldown: Duration | None = None
+    max_actions_per_day: int | None = Field(default=None, ge=1, le=100)
     notify: str | None = None
 
     @field_validator("action")
@@ -143,16 +160,16 @@ class Policy(_Model):
     @classmethod
     def _target_of_action(cls, value: Any, info: ValidationInfo) -> Any:
         action = _action_of(info)
-        if value is None or action is None:
-            return value
+        if value is None or action is None:  # no action, no target schema: only that error
+            return None
         return action.target_model.model_validate(value)
 
     @field_validator("params", mode="before")
     @classmethod
     def _params_of_action(cls, value: Any, info: ValidationInfo) -> Any:
         action = _action_of(info)
-        if action is None:
-            return value
+        if action is None:  # no action, no params schema: only the action error
+            return Params()
         return action.params_model.model_validate({} if value is None else value)
 
     @property
@@ -220,6 +237,12 @@ class PolicyFile(_Model):
     def cooldown(self, policy: Policy) -> timedelta:
         """The policy's cooldown, or the default."""
         return self.defaults.cooldown if policy.cooldown is None else policy.cooldown
+
+    def max_actions_per_day(self, policy: Policy) -> int:
+        """The circuit breaker's limit for the policy's resource, or the default."""
+        if policy.max_actions_per_day is None:
+            return self.defaults.max_actions_per_day
+        return policy.max_actions_per_day
 
     def channel(self, policy: Policy) -> str | None:
         """The notification channel of a policy, or the default one."""

@@ -4,7 +4,8 @@ An action declares everything the rest of the system needs to know about it: the
 target models (validated when the policy file is loaded, so at `cdk synth`), the IAM
 permissions it needs on a given target (the stack grants exactly those), whether it is risky
 by default, how to find its target in an alarm, and three steps: `plan` (read, compute,
-change nothing), `apply` (change, then read back), `revert` (restore a recorded before-state).
+change nothing), `apply` (change), `revert` (restore a recorded before-state), each followed
+by `read_back` (the state after the change, as AWS reports it).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Permission(BaseModel):
 
     actions: tuple[str, ...]
     resources: tuple[str, ...]
+    # IAM conditions as (operator, key, value), e.g. ("StringEquals", "aws:...", "x").
+    conditions: tuple[tuple[str, str, str], ...] = ()
     # Required when a resource has a wildcard: why it cannot name the exact ARN.
     why_wildcard: str | None = None
 
@@ -104,16 +107,29 @@ class Action(ABC, Generic[ParamsT, TargetT]):
         """The target named by the alarm's metric dimensions, if it names one."""
 
     @abstractmethod
+    def read(self) -> dict[str, Any]:
+        """The resource's current state, as `plan` records it in `before`."""
+
+    def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The part of a state that says whether the resource was changed since it was read
+        (without transient fields such as a status)."""
+        return state
+
+    @abstractmethod
     def plan(self) -> Plan:
         """Read the resource and compute the change. Changes nothing."""
 
-    @abstractmethod
-    def apply(self, plan: Plan) -> dict[str, Any]:
-        """Make the planned change; return the state read back afterwards."""
+    def read_back(self) -> dict[str, Any]:
+        """The state after `apply` or `revert` (waiting, bounded, for the change to settle)."""
+        return self.read()
 
     @abstractmethod
-    def revert(self, before: dict[str, Any]) -> dict[str, Any]:
-        """Restore a recorded before-state; return the state read back afterwards."""
+    def apply(self, plan: Plan) -> None:
+        """Make the planned change."""
+
+    @abstractmethod
+    def revert(self, before: dict[str, Any]) -> None:
+        """Restore a recorded before-state."""
 
 
 _ACTIONS: dict[str, type[Action[Any, Any]]] = {}

@@ -1,69 +1,97 @@
-"""The remediation of one alarm event: match, guard, plan, act, read back, record, notify."""
+"""The remediation of one alarm event: match, guard, plan, act, read back, record, notify.
+
+Guardrails, in the order an event meets them (duplicates are stopped earlier, by the
+handler's idempotency on the event id):
+1. kill switch (`disabled`)  2. dry run (`dry_run`: plan only)  3. per-resource lock (`locked`)
+4. cooldown per policy and resource (`cooldown`)  5. circuit breaker: at most
+`max_actions_per_day` changes to a resource in any 24 hours (`circuit_open`, escalated)
+6. hard caps, in the action's plan (`at_cap`, escalated, when nothing is left to change).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.errors import TargetNotFound
-from remediators.core.events import AlarmEvent, AlarmStateValue
+from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
+from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.policy import Policy, PolicyFile
-from remediators.core.registry import Target
+from remediators.core.registry import Action, Target
 
-__all__ = ["Remediator"]
+__all__ = ["CIRCUIT_WINDOW", "RECOVERY_LOOKBACK", "Remediator"]
+
+CIRCUIT_WINDOW = timedelta(days=1)
+# How far back a recovering alarm looks for the action to credit.
+RECOVERY_LOOKBACK = timedelta(days=7)
+# Reasons that need a person: notified as escalations.
+_ESCALATE = frozenset({"at_cap", "circuit_open"})
 
 
 class Remediator:
     """Turns alarm events into at most one action each, and always into one audit record."""
 
-    def __init__(self, policies: PolicyFile, audit: AuditStore, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        policies: PolicyFile,
+        audit: AuditStore,
+        notifier: Notifier,
+        kill_switch: KillSwitch,
+        locks: ResourceLocks,
+    ) -> None:
         self.policies = policies
         self.audit = audit
         self.notifier = notifier
+        self.kill_switch = kill_switch
+        self.locks = locks
 
     def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
         """Remediate one event. A failure is recorded and notified, then re-raised so that
         Lambda retries the event and finally sends it to the dead-letter queue."""
-        started = clock.now()
         alarm = event.detail
         base: dict[str, Any] = {
             "event_id": event.id,
             "alarm": alarm.alarm_name,
             "alarm_state": alarm.state.value.value,
-            "started_at": started,
+            "started_at": clock.now(),
         }
+        if alarm.state.value is AlarmStateValue.OK:
+            return self._recovery(base, alarm)
         if alarm.state.value is not AlarmStateValue.ALARM:
             return self._finish(base, Outcome.SKIPPED, "not_alarm")
         policy = self.policies.policy_for_alarm(alarm.alarm_name)
         if policy is None:
             return self._finish(base, Outcome.SKIPPED, "no_policy")
         base |= {"policy": policy.name, "action": policy.action}
-        action_class = policy.action_class
-        target: Target | None = policy.target or action_class.target_from_alarm(alarm)
+        target: Target | None = policy.target or policy.action_class.target_from_alarm(alarm)
         if target is None:
             return self._finish(base, Outcome.SKIPPED, "no_target", policy)
-        base["target"] = target.resource_key
+        base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
+        if not self.kill_switch.enabled():
+            return self._finish(base, Outcome.SKIPPED, "disabled", policy)
 
-        cooldown = self.policies.cooldown(policy)
-        if cooldown and self.audit.last_applied(
-            target.resource_key, policy.name, started - cooldown
-        ):
-            return self._finish(base, Outcome.SKIPPED, "cooldown", policy)
-
-        action = action_class(target, policy.params)
+        action = policy.action_class(target, policy.params)
         try:
-            plan = action.plan()
-            base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
-            if plan.skip_reason:
-                return self._finish(base, Outcome.SKIPPED, plan.skip_reason, policy)
             if self.policies.dry_run(policy):
-                base["dry_run"] = True
-                return self._finish(base, Outcome.SKIPPED, "dry_run", policy, notify=True)
-            base["after"] = action.apply(plan)
+                plan = action.plan()
+                base |= {
+                    "before": plan.before,
+                    "planned": plan.after,
+                    "changes": plan.changes,
+                    "dry_run": True,
+                }
+                return self._finish(
+                    base, Outcome.SKIPPED, plan.skip_reason or "dry_run", policy, notify=True
+                )
+            with self.locks.hold(target.resource_key, owner=event.id) as held:
+                if not held:
+                    return self._finish(base, Outcome.SKIPPED, "locked", policy)
+                return self._act(base, policy, action)
         except TargetNotFound as error:
             return self._finish(
                 base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found", policy
@@ -75,9 +103,66 @@ class Remediator:
                 None,
                 policy,
                 notify=True,
+                escalated=True,
             )
             raise
+
+    def _act(self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]) -> AuditRecord:
+        """Cooldown, circuit breaker, plan (caps), apply: under the resource's lock."""
+        started = base["started_at"]
+        cooldown = self.policies.cooldown(policy)
+        recent = self.audit.applied_since(base["target"], started - max(cooldown, CIRCUIT_WINDOW))
+        if any(r.policy == policy.name and r.recorded_at >= started - cooldown for r in recent):
+            return self._finish(base, Outcome.SKIPPED, "cooldown", policy)
+        in_window = [r for r in recent if r.recorded_at >= started - CIRCUIT_WINDOW]
+        limit = self.policies.max_actions_per_day(policy)
+        if len(in_window) >= limit:
+            note = f"{len(in_window)} changes to {base['target']} in 24 h (limit {limit})"
+            return self._finish(
+                base | {"error": note},
+                Outcome.SKIPPED,
+                "circuit_open",
+                policy,
+                notify=True,
+                escalated=True,
+            )
+        plan = action.plan()
+        base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
+        if plan.skip_reason:
+            escalate = plan.skip_reason in _ESCALATE
+            return self._finish(
+                base | {"error": plan.note or None},
+                Outcome.SKIPPED,
+                plan.skip_reason,
+                policy,
+                notify=escalate,
+                escalated=escalate,
+            )
+        action.apply(plan)
+        try:
+            base["after"] = action.read_back()
+        except Exception as error:  # the change is made: record it, never retry it
+            base["error"] = f"applied, but reading the result back failed: {error}"
         return self._finish(base, Outcome.APPLIED, None, policy, notify=True)
+
+    def _recovery(self, base: dict[str, Any], alarm: AlarmDetail) -> AuditRecord:
+        """The alarm is back to OK: credit the last change it caused with the recovery."""
+        policy = self.policies.policy_for_alarm(alarm.alarm_name)
+        if policy is None:
+            return self._finish(base, Outcome.SKIPPED, "no_policy")
+        base |= {"policy": policy.name, "action": policy.action}
+        now = base["started_at"]
+        action = self.audit.last_applied_for_alarm(alarm.alarm_name, now - RECOVERY_LOOKBACK)
+        if action is None or action.recovered_at is not None:
+            return self._finish(base, Outcome.SKIPPED, "ok_without_action", policy)
+        seconds = max(0, int((now - action.recorded_at).total_seconds()))
+        self.audit.mark_recovered(action.event_id, now, seconds)
+        base |= {
+            "target": action.target,
+            "recovery_seconds": seconds,
+            "changes": [f"alarm back to OK {seconds} s after action {action.event_id}"],
+        }
+        return self._finish(base, Outcome.SKIPPED, "recovered", policy)
 
     def record_invalid(self, raw_event: Any, error: str) -> AuditRecord:
         """Record an event that does not parse as an alarm state change; nothing acts."""
@@ -103,9 +188,17 @@ class Remediator:
         outcome: Outcome,
         reason: str | None,
         policy: Policy | None = None,
+        *,
         notify: bool = False,
+        escalated: bool = False,
     ) -> AuditRecord:
-        record = AuditRecord(outcome=outcome, reason=reason, recorded_at=clock.now(), **fields)
+        record = AuditRecord(
+            outcome=outcome,
+            reason=reason,
+            recorded_at=clock.now(),
+            escalated=escalated,
+            **fields,
+        )
         self.audit.put(record)
         if notify and policy is not None:
             self.notifier.notify(record, self.policies.channel(policy))

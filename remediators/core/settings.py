@@ -15,11 +15,14 @@ POLICY_ASSET_NAME = "policy.json"
 
 
 class Settings(BaseModel):
-    """Where the audit table, notification topics and policy file are."""
+    """Where the audit table, guardrail state, notification topics and policy file are."""
 
     model_config = ConfigDict(frozen=True)
 
     audit_table: str
+    locks_table: str
+    idempotency_table: str
+    kill_switch_parameter: str
     notification_topics: dict[str, str]
     policy_path: Path
 
@@ -27,11 +30,16 @@ class Settings(BaseModel):
         return hash(self.model_dump_json())
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read `AUDIT_TABLE_NAME`, `NOTIFICATION_TOPICS` (JSON) and the policy's location."""
-        task_root = Path(os.environ.get("LAMBDA_TASK_ROOT", "."))
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read the variables the stack sets on the function (or `environ`, e.g. the deployed
+        function's, for the CLI)."""
+        env = os.environ if environ is None else environ
+        task_root = Path(env.get("LAMBDA_TASK_ROOT", "."))
         return cls(
-            audit_table=os.environ["AUDIT_TABLE_NAME"],
-            notification_topics=json.loads(os.environ.get("NOTIFICATION_TOPICS", "{}")),
-            policy_path=Path(os.environ.get("POLICY_PATH", task_root / POLICY_ASSET_NAME)),
+            audit_table=env["AUDIT_TABLE_NAME"],
+            locks_table=env["LOCKS_TABLE_NAME"],
+            idempotency_table=env["IDEMPOTENCY_TABLE_NAME"],
+            kill_switch_parameter=env["KILL_SWITCH_PARAMETER"],
+            notification_topics=json.loads(env.get("NOTIFICATION_TOPICS", "{}")),
+            policy_path=Path(env.get("POLICY_PATH", task_root / POLICY_ASSET_NAME)),
         )

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent,
+)
+from aws_lambda_powertools.utilities.idempotency.hook import IdempotentHookFunction
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 import remediators.actions  # noqa: F401  (registers the actions the policy file names)
-from remediators.core.audit import AuditStore
+from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.events import AlarmEvent
+from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.policy import load_policy_file
 from remediators.core.remediate import Remediator
@@ -22,6 +31,25 @@ logger = Logger()
 metrics = Metrics()
 
 
+def _mark_duplicate(response: Any, record: DataRecord) -> Any:
+    """A repeated delivery of a handled event gets the first result, marked as a duplicate."""
+    logger.info(
+        "duplicate delivery: returning the recorded result", extra={"key": record.idempotency_key}
+    )
+    metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
+    return {**response, "duplicate": True} if isinstance(response, dict) else response
+
+
+# EventBridge and Lambda deliver at least once: the same event id acts once. Keys outlive
+# every retry (EventBridge retries for 2 h, Lambda's async queue keeps events up to 6 h).
+idempotency = IdempotencyConfig(
+    event_key_jmespath="id",
+    expires_after_seconds=24 * 3600,
+    response_hook=cast(IdempotentHookFunction, _mark_duplicate),  # Protocol vs. a function
+)
+persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE_NAME"])
+
+
 @cache
 def _remediator(settings: Settings) -> Remediator:
     """Built once per execution environment (per settings), on first use."""
@@ -29,11 +57,14 @@ def _remediator(settings: Settings) -> Remediator:
         policies=load_policy_file(settings.policy_path),
         audit=AuditStore(settings.audit_table),
         notifier=Notifier(settings.notification_topics),
+        kill_switch=KillSwitch(settings.kill_switch_parameter),
+        locks=ResourceLocks(settings.locks_table),
     )
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context
+@idempotent(config=idempotency, persistence_store=persistence)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Parse the EventBridge event, remediate, return the audit record."""
     remediator = _remediator(Settings.from_env())
@@ -45,11 +76,23 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         try:
             record = remediator.handle(alarm_event)
         except Exception:  # recorded as failed by core; Lambda retries, then dead-letters
-            metrics.add_metric(name="Outcome_failed", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="Failed", unit=MetricUnit.Count, value=1)
             raise
+    _count(record)
     logger.info("remediation finished", extra=record.model_dump(mode="json", exclude_none=True))
-    metrics.add_metric(name=f"Outcome_{record.outcome.value}", unit=MetricUnit.Count, value=1)
     return record.model_dump(mode="json")
+
+
+def _count(record: AuditRecord) -> None:
+    metrics.add_metric(name=record.outcome.value.capitalize(), unit=MetricUnit.Count, value=1)
+    if record.reason:
+        metrics.add_metric(name=f"Reason_{record.reason}", unit=MetricUnit.Count, value=1)
+    if record.escalated:
+        metrics.add_metric(name="Escalations", unit=MetricUnit.Count, value=1)
+    if record.reason == "recovered" and record.recovery_seconds is not None:
+        metrics.add_metric(
+            name="TimeToRecovery", unit=MetricUnit.Seconds, value=record.recovery_seconds
+        )
 
 
 def _summary(error: ValidationError) -> str:

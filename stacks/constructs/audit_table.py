@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from remediators.core.audit import BY_TARGET_INDEX, TTL_ATTRIBUTE
+from remediators.core.audit import BY_ALARM_INDEX, BY_TARGET_INDEX, TTL_ATTRIBUTE
 
 
 class AuditTable(Construct):
@@ -28,23 +28,27 @@ class AuditTable(Construct):
             # The audit trail outlives the stack.
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.table.add_global_secondary_index(
-            index_name=BY_TARGET_INDEX,
-            partition_key=dynamodb.Attribute(name="target", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="recorded_at", type=dynamodb.AttributeType.STRING),
-        )
+        for index, key in ((BY_TARGET_INDEX, "target"), (BY_ALARM_INDEX, "alarm")):
+            self.table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name="recorded_at", type=dynamodb.AttributeType.STRING),
+            )
 
     def grant_record_and_query(self, grantee: iam.IGrantable) -> None:
-        """Write and read records, and query the by-target index (not every index)."""
+        """Write, read and update records (recovery), and query the two indexes."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"],
+                actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
                 resources=[self.table.table_arn],
             )
         )
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],
-                resources=[f"{self.table.table_arn}/index/{BY_TARGET_INDEX}"],
+                resources=[
+                    f"{self.table.table_arn}/index/{index}"
+                    for index in (BY_TARGET_INDEX, BY_ALARM_INDEX)
+                ],
             )
         )

@@ -127,15 +127,24 @@ def action_permissions(policy_file: PolicyFile) -> list[Permission]:
 
 
 def action_statements(permissions: list[Permission]) -> list[iam.PolicyStatement]:
-    """IAM statements for the permissions, one per set of actions."""
-    merged: dict[tuple[str, ...], set[str]] = {}
+    """IAM statements for the permissions, one per set of actions and conditions."""
+    merged: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]], set[str]] = {}
     for permission in permissions:
-        resources = merged.setdefault(tuple(sorted(permission.actions)), set())
-        resources.update(_arn(resource) for resource in permission.resources)
-    return [
-        iam.PolicyStatement(actions=list(actions), resources=sorted(resources))
-        for actions, resources in sorted(merged.items())
-    ]
+        key = (tuple(sorted(permission.actions)), tuple(sorted(permission.conditions)))
+        merged.setdefault(key, set()).update(_arn(r) for r in permission.resources)
+    statements = []
+    for (actions, conditions), resources in sorted(merged.items()):
+        condition_map: dict[str, dict[str, str]] = {}
+        for operator, condition_key, value in conditions:
+            condition_map.setdefault(operator, {})[condition_key] = value
+        statements.append(
+            iam.PolicyStatement(
+                actions=list(actions),
+                resources=sorted(resources),
+                conditions=condition_map or None,
+            )
+        )
+    return statements
 
 
 def acknowledge_wildcards(role: iam.Role, permissions: list[Permission]) -> None:

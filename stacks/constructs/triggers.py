@@ -1,4 +1,5 @@
-"""EventBridge rules that route the policy file's alarms, on entering ALARM, to the function."""
+"""EventBridge rules that route the policy file's alarms to the function: entering ALARM (to
+act) and returning to OK (to record the recovery)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,11 @@ class AlarmTriggers(Construct):
             rule = events.Rule(
                 self,
                 f"AlarmRule{index}",
-                description="autoremediate: alarms of the policy file entering ALARM",
+                description="autoremediate: alarms of the policy file entering ALARM or OK",
                 event_pattern=events.EventPattern(
                     source=[ALARM_SOURCE],
                     detail_type=[ALARM_DETAIL_TYPE],
-                    detail={"alarmName": chunk, "state": {"value": ["ALARM"]}},
+                    detail={"alarmName": chunk, "state": {"value": ["ALARM", "OK"]}},
                 ),
             )
             rule.add_target(

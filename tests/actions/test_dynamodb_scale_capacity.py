@@ -63,19 +63,27 @@ def _capacity(table: str = "orders") -> dict[str, Any]:
     return result
 
 
-def _register(dimension: str, minimum: int, maximum: int, table: str = "orders") -> None:
+def _register(
+    dimension: str,
+    minimum: int,
+    maximum: int,
+    resource: str = "table/orders",
+    scale_out_suspended: bool = False,
+) -> None:
+    kind = "index" if "/index/" in resource else "table"
     boto3.client("application-autoscaling").register_scalable_target(
         ServiceNamespace="dynamodb",
-        ResourceId=f"table/{table}",
-        ScalableDimension=f"dynamodb:table:{dimension}CapacityUnits",
+        ResourceId=resource,
+        ScalableDimension=f"dynamodb:{kind}:{dimension}CapacityUnits",
         MinCapacity=minimum,
         MaxCapacity=maximum,
+        SuspendedState={"DynamicScalingOutSuspended": scale_out_suspended},
     )
 
 
-def _bounds(table: str = "orders") -> dict[str, tuple[int, int]]:
+def _bounds(resource: str = "table/orders") -> dict[str, tuple[int, int]]:
     targets = boto3.client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"]
+        ServiceNamespace="dynamodb", ResourceIds=[resource]
     )["ScalableTargets"]
     return {t["ScalableDimension"]: (t["MinCapacity"], t["MaxCapacity"]) for t in targets}
 
@@ -92,15 +100,25 @@ def test_plan_reads_and_computes_without_changing_anything() -> None:
     assert _capacity() == {"table": (5, 8)}
 
 
-def test_apply_raises_capacity_and_returns_the_state_read_back() -> None:
+def test_apply_raises_capacity_and_read_back_reports_it() -> None:
     _table(read=5, write=8)
     action = _action(factor=2)
 
-    after = action.apply(action.plan())
+    action.apply(action.plan())
+    after = action.read_back()
 
     assert _capacity() == {"table": (10, 16)}
     assert after["capacity"] == {"table": {"read": 10, "write": 16}}
     assert after["status"] == "ACTIVE"
+
+
+def test_a_fractional_factor_rounds_up_exactly() -> None:
+    _table(read=100, write=7)
+
+    plan = _action(factor=1.1).plan()
+
+    # 100 * 1.1 is 110.00000000000001 in floating point: still 110, not 111.
+    assert plan.after["capacity"]["table"] == {"read": 110, "write": 8}
 
 
 def test_each_gsi_is_scaled_with_the_table() -> None:
@@ -162,28 +180,63 @@ def test_an_on_demand_table_is_skipped_as_on_demand() -> None:
     assert "PAY_PER_REQUEST" in plan.note
 
 
-def test_a_scaler_pinned_at_its_max_gets_max_and_min_raised_not_an_update_table() -> None:
+def test_autoscaled_dimensions_get_their_maximum_raised_not_an_update_table() -> None:
     _table(read=50, write=20)
     _register("Read", 10, 50)  # pinned: capacity 50 == max 50
-    _register("Write", 5, 100)  # headroom: capacity 20 < max 100
+    _register("Write", 5, 100)
     calls: list[str] = []
     client("dynamodb").meta.events.register(
         "before-call.dynamodb.UpdateTable", lambda **kwargs: calls.append("UpdateTable")
     )
     action = _action(factor=2, max_read=400, max_write=400)
 
-    after = action.apply(action.plan())
+    plan = action.plan()
+    action.apply(plan)
 
     assert calls == []
-    assert _capacity() == {"table": (50, 20)}
+    assert _capacity() == {"table": (50, 20)}  # the scaler owns the capacity
     assert _bounds() == {
-        "dynamodb:table:ReadCapacityUnits": (100, 100),
+        "dynamodb:table:ReadCapacityUnits": (10, 100),
         "dynamodb:table:WriteCapacityUnits": (5, 200),
     }
-    assert after["autoscaling"] == {
-        "table:read": {"min": 100, "max": 100},
-        "table:write": {"min": 5, "max": 200},
+    assert plan.changes == [
+        "table read autoscaling max 50 -> 100",
+        "table write autoscaling max 100 -> 200",
+    ]
+
+
+def test_with_scale_out_suspended_the_minimum_is_raised_too() -> None:
+    _table(read=50, write=20)
+    _register("Read", 10, 50, scale_out_suspended=True)
+    action = _action(factor=2, max_read=400)
+
+    action.apply(action.plan())
+
+    assert _bounds()["dynamodb:table:ReadCapacityUnits"] == (100, 100)
+
+
+def test_a_gsi_under_autoscaling_is_raised_through_its_scalable_target() -> None:
+    _table(read=5, write=5, **_gsi(read=40, write=5))
+    _register("Read", 5, 40, resource="table/orders/index/by-customer")
+    action = _action(factor=2)
+
+    action.apply(action.plan())
+
+    assert _capacity() == {"table": (10, 10), "by-customer": (40, 10)}
+    assert _bounds("table/orders/index/by-customer") == {
+        "dynamodb:index:ReadCapacityUnits": (5, 80)
     }
+
+
+def test_an_autoscaled_table_at_its_cap_is_at_cap() -> None:
+    _table(read=100, write=100)
+    _register("Read", 10, 100)
+    _register("Write", 10, 100)
+
+    plan = _action(factor=2, max_read=100, max_write=100).plan()
+
+    assert plan.skip_reason == "at_cap"
+    assert plan.changes == []
 
 
 def test_revert_restores_the_recorded_before_state() -> None:
@@ -193,11 +246,11 @@ def test_revert_restores_the_recorded_before_state() -> None:
     plan = action.plan()
     action.apply(plan)
 
-    restored = action.revert(plan.before)
+    action.revert(plan.before)
 
     assert _capacity() == {"table": (5, 5), "by-customer": (5, 5)}
     assert _bounds() == {"dynamodb:table:WriteCapacityUnits": (5, 10)}
-    assert restored["capacity"] == plan.before["capacity"]
+    assert action.comparable(action.read_back()) == action.comparable(plan.before)
 
 
 def test_a_missing_table_raises_target_not_found() -> None:

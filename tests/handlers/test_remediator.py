@@ -1,12 +1,13 @@
-"""The remediator handler on moto, with the deployed stack's audit table, topic and settings."""
+"""The remediator handler on moto, with the deployed stack's tables, topic, kill switch and
+settings: each outcome, each guardrail letting an action through and stopping it."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -14,19 +15,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from remediators.core import clock
-from remediators.core.audit import AuditStore, Outcome
+from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
-from tests.conftest import load_event
+from remediators.core.guardrails import ResourceLocks
+from tests.conftest import LambdaContext, load_event
 
-pytestmark = pytest.mark.usefixtures("function_env")
-
-
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The handler, imported only once the deployed environment is set, as in Lambda
-    (Powertools reads its service name and metrics namespace at import)."""
-    from remediators.handlers.remediator import lambda_handler as handler
-
-    return handler(event, context)
+Handler = Any
 
 
 @pytest.fixture
@@ -45,15 +39,6 @@ def inbox(function_env: dict[str, str]) -> Any:
         return [json.loads(m["Body"]) for m in messages]
 
     return read
-
-
-def _context() -> Any:
-    return SimpleNamespace(
-        function_name="remediator",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:remediator",
-        aws_request_id=str(uuid.uuid4()),
-    )
 
 
 def _table(name: str = "orders", read: int = 5, write: int = 5) -> None:
@@ -80,17 +65,29 @@ def _event(alarm: str = "orders-ddb-throttle", state: str = "ALARM") -> dict[str
     return event
 
 
-def _audit(function_env: dict[str, str], event_id: str) -> Any:
-    return AuditStore(function_env["AUDIT_TABLE_NAME"]).get(event_id)
+def _audit(function_env: dict[str, str], event_id: str) -> AuditRecord:
+    record = AuditStore(function_env["AUDIT_TABLE_NAME"]).get(event_id)
+    assert record is not None, f"no audit record for {event_id}"
+    return record
+
+
+def _refuse_update_table(code: str = "LimitExceededException") -> Any:
+    """Make UpdateTable fail with the real botocore error; returns the hook to unregister."""
+
+    def refuse(**kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": code, "Message": "refused"}}, "UpdateTable")
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
+    return refuse
 
 
 def test_a_throttling_alarm_scales_the_table_and_records_before_and_after(
-    function_env: dict[str, str], inbox: Any
+    handler: Handler, function_env: dict[str, str], inbox: Any
 ) -> None:
     _table(read=5, write=5)
     event = _event()
 
-    result = lambda_handler(event, _context())
+    result = handler(event, LambdaContext())
 
     assert _capacity() == (10, 10)
     assert result["outcome"] == "applied"
@@ -101,22 +98,25 @@ def test_a_throttling_alarm_scales_the_table_and_records_before_and_after(
         "dynamodb.scale_capacity",
         "dynamodb:table/orders",
     )
+    assert record.target_spec == {"table": "orders"}
+    assert record.before is not None
+    assert record.after is not None
     assert record.before["capacity"]["table"] == {"read": 5, "write": 5}
     assert record.after["capacity"]["table"] == {"read": 10, "write": 10}
-    assert record.alarm == "orders-ddb-throttle"
     [message] = inbox()
     assert message["Subject"] == "[autoremediate] Remediated dynamodb:table/orders"
     assert "table read capacity 5 -> 10" in message["Message"]
+    assert f"To undo: remediate revert {event['id']}" in message["Message"]
 
 
 def test_a_malformed_event_is_recorded_invalid_and_acts_on_nothing(
-    function_env: dict[str, str],
+    handler: Handler, function_env: dict[str, str]
 ) -> None:
     _table()
     event = _event()
     del event["detail"]["state"]
 
-    result = lambda_handler(event, _context())
+    result = handler(event, LambdaContext())
 
     assert result["outcome"] == "invalid"
     assert "detail.state: Field required" in result["error"]
@@ -124,57 +124,94 @@ def test_a_malformed_event_is_recorded_invalid_and_acts_on_nothing(
     assert _capacity() == (5, 5)
 
 
-def test_an_event_without_an_id_is_still_recorded(function_env: dict[str, str]) -> None:
-    result = lambda_handler({"garbage": True}, _context())
+def test_an_event_without_an_id_is_still_recorded(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    result = handler({"garbage": True}, LambdaContext())
 
     assert result["outcome"] == "invalid"
     assert result["event_id"].startswith("invalid-")
-    assert _audit(function_env, result["event_id"]) is not None
+    assert _audit(function_env, result["event_id"]).reason == "invalid_event"
 
 
 @pytest.mark.parametrize(
     ("alarm", "state", "reason"),
     [
-        ("orders-ddb-throttle", "OK", "not_alarm"),
         ("orders-ddb-throttle", "INSUFFICIENT_DATA", "not_alarm"),
+        ("orders-ddb-throttle", "OK", "ok_without_action"),
         ("unknown-alarm", "ALARM", "no_policy"),
     ],
 )
 def test_events_no_policy_acts_on_are_recorded_as_skipped_with_the_reason(
-    function_env: dict[str, str], alarm: str, state: str, reason: str
+    handler: Handler, function_env: dict[str, str], alarm: str, state: str, reason: str
 ) -> None:
     _table()
     event = _event(alarm, state)
 
-    result = lambda_handler(event, _context())
+    result = handler(event, LambdaContext())
 
     assert (result["outcome"], result["reason"]) == ("skipped", reason)
     assert _audit(function_env, event["id"]).reason == reason
     assert _capacity() == (5, 5)
 
 
-def test_a_refire_inside_the_cooldown_is_skipped_and_acts_again_after_it(
-    function_env: dict[str, str],
+def test_a_missing_table_is_skipped_as_target_not_found(handler: Handler) -> None:
+    result = handler(_event(), LambdaContext())
+
+    assert (result["outcome"], result["reason"]) == ("skipped", "target_not_found")
+    assert "table orders does not exist" in result["error"]
+
+
+# --- guardrail 1: kill switch ---------------------------------------------------------------
+
+
+def _kill_switch(function_env: dict[str, str], value: str) -> None:
+    boto3.client("ssm").put_parameter(
+        Name=function_env["KILL_SWITCH_PARAMETER"], Value=value, Type="String", Overwrite=True
+    )
+
+
+def test_kill_switch_enabled_as_deployed_lets_actions_run(
+    handler: Handler, function_env: dict[str, str]
 ) -> None:
     _table()
-    clock.use_simulated_time()
+    parameter = boto3.client("ssm").get_parameter(Name=function_env["KILL_SWITCH_PARAMETER"])
 
-    first = lambda_handler(_event(), _context())
-    clock.advance(timedelta(minutes=10))
-    second = lambda_handler(_event(), _context())
-    clock.advance(timedelta(minutes=6))
-    third = lambda_handler(_event(), _context())
+    result = handler(_event(), LambdaContext())
 
-    assert [first["outcome"], second["reason"], third["outcome"]] == [
-        "applied",
-        "cooldown",
-        "applied",
-    ]
-    assert _capacity() == (20, 20)
+    assert parameter["Parameter"]["Value"] == "enabled"
+    assert result["outcome"] == "applied"
+
+
+def test_kill_switch_disabled_records_every_event_as_skipped_disabled(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    _kill_switch(function_env, "disabled")
+    event = _event()
+
+    result = handler(event, LambdaContext())
+
+    assert (result["outcome"], result["reason"]) == ("skipped", "disabled")
+    assert _audit(function_env, event["id"]).reason == "disabled"
+    assert _capacity() == (5, 5)
+
+
+def test_a_missing_kill_switch_parameter_counts_as_off(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    boto3.client("ssm").delete_parameter(Name=function_env["KILL_SWITCH_PARAMETER"])
+
+    assert handler(_event(), LambdaContext())["reason"] == "disabled"
+    assert _capacity() == (5, 5)
+
+
+# --- guardrail 2: dry run -------------------------------------------------------------------
 
 
 def test_dry_run_plans_records_and_notifies_without_changing_the_table(
-    function_env: dict[str, str], inbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    handler: Handler, inbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _table()
     policy = tmp_path / "policy.json"
@@ -195,7 +232,7 @@ def test_dry_run_plans_records_and_notifies_without_changing_the_table(
     )
     monkeypatch.setenv("POLICY_PATH", str(policy))
 
-    result = lambda_handler(_event(), _context())
+    result = handler(_event(), LambdaContext())
 
     assert (result["outcome"], result["reason"], result["dry_run"]) == ("skipped", "dry_run", True)
     assert result["changes"] == ["table read capacity 5 -> 10", "table write capacity 5 -> 10"]
@@ -204,33 +241,190 @@ def test_dry_run_plans_records_and_notifies_without_changing_the_table(
     assert message["Subject"].startswith("[autoremediate] Dry run: would remediate")
 
 
-def test_a_failed_change_is_recorded_and_notified_then_raised_for_retry(
-    function_env: dict[str, str], inbox: Any
+# --- guardrail 3: duplicates (idempotency on the event id) ----------------------------------
+
+
+def test_the_same_event_delivered_twice_acts_once(
+    handler: Handler, function_env: dict[str, str]
 ) -> None:
     _table()
     event = _event()
 
-    def refuse(**kwargs: Any) -> None:
-        raise ClientError(
-            {"Error": {"Code": "LimitExceededException", "Message": "subscriber limit"}},
-            "UpdateTable",
-        )
+    first = handler(event, LambdaContext())
+    second = handler(event, LambdaContext())
 
-    client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
+    assert first["outcome"] == "applied"
+    assert second["duplicate"] is True
+    assert second["event_id"] == first["event_id"]
+    assert _capacity() == (10, 10)
 
-    with pytest.raises(Exception, match="LimitExceededException"):
-        lambda_handler(event, _context())
 
-    record = _audit(function_env, event["id"])
-    assert record.outcome is Outcome.FAILED
-    assert "LimitExceededException: subscriber limit" in record.error
-    assert _capacity() == (5, 5)
+def test_twenty_threads_delivering_the_same_event_apply_once(handler: Handler) -> None:
+    _table()
+    event = _event()
+
+    def deliver(_: int) -> str:
+        try:
+            result = handler(event, LambdaContext())
+        except Exception as error:  # in flight elsewhere: Lambda retries it later
+            return type(error).__name__
+        return "duplicate" if result.get("duplicate") else str(result["outcome"])
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(deliver, range(20)))
+
+    assert results.count("applied") == 1
+    assert set(results) <= {"applied", "duplicate", "IdempotencyAlreadyInProgressError"}
+    assert _capacity() == (10, 10)
+
+
+def test_a_failed_attempt_does_not_block_the_retry(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    _table()
+    event = _event()
+    hook = _refuse_update_table("InternalServerError")
+
+    with pytest.raises(Exception, match="InternalServerError"):
+        handler(event, LambdaContext())
+    failed = _audit(function_env, event["id"])
+    client("dynamodb").meta.events.unregister("before-call.dynamodb.UpdateTable", hook)
+    retried = handler(event, LambdaContext())
+
+    assert failed.outcome is Outcome.FAILED
+    assert failed.escalated is True
+    assert "InternalServerError" in (failed.error or "")
+    assert retried["outcome"] == "applied"
+    assert _capacity() == (10, 10)
+    assert any("ESCALATION" in m["Subject"] for m in inbox())
+
+
+# --- guardrail 4: per-resource lock ---------------------------------------------------------
+
+
+def test_an_event_for_a_locked_resource_is_skipped_as_locked(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    locks = ResourceLocks(function_env["LOCKS_TABLE_NAME"])
+
+    with locks.hold("dynamodb:table/orders", owner="another-alarm") as held:
+        blocked = handler(_event(), LambdaContext())
+    released = handler(_event(), LambdaContext())
+
+    assert held is True
+    assert (blocked["outcome"], blocked["reason"]) == ("skipped", "locked")
+    assert released["outcome"] == "applied"
+    assert _capacity() == (10, 10)
+
+
+def test_twenty_threads_with_different_alarms_on_one_table_apply_once(handler: Handler) -> None:
+    _table()
+    events = [_event(alarm=f"orders-ddb-throttle-{i}") for i in range(20)]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda e: handler(e, LambdaContext()), events))
+
+    outcomes = sorted(r["reason"] or r["outcome"] for r in results)
+    assert outcomes.count("applied") == 1
+    assert set(outcomes) <= {"applied", "locked", "cooldown"}
+    assert _capacity() == (10, 10)
+
+
+# --- guardrail 5: cooldown ------------------------------------------------------------------
+
+
+def test_a_refire_inside_the_cooldown_is_skipped_and_acts_again_after_it(
+    handler: Handler,
+) -> None:
+    _table()
+    clock.use_simulated_time()
+
+    first = handler(_event(), LambdaContext())
+    clock.advance(timedelta(minutes=10))
+    second = handler(_event(), LambdaContext())
+    clock.advance(timedelta(minutes=6))
+    third = handler(_event(), LambdaContext())
+
+    assert [first["outcome"], second["reason"], third["outcome"]] == [
+        "applied",
+        "cooldown",
+        "applied",
+    ]
+    assert _capacity() == (20, 20)
+
+
+# --- guardrail 6: circuit breaker -----------------------------------------------------------
+
+
+def test_the_circuit_breaker_stops_the_fourth_change_in_a_day_and_escalates(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    _table(read=1, write=1)
+    clock.use_simulated_time()
+    results = []
+    for _ in range(4):  # max_actions_per_day defaults to 3; the cooldown is 15 minutes
+        results.append(handler(_event(), LambdaContext()))
+        clock.advance(timedelta(minutes=16))
+
+    assert [r["reason"] or r["outcome"] for r in results] == [
+        "applied",
+        "applied",
+        "applied",
+        "circuit_open",
+    ]
+    assert results[3]["escalated"] is True
+    assert "3 changes to dynamodb:table/orders in 24 h (limit 3)" in results[3]["error"]
+    assert _capacity() == (8, 8)
+    assert inbox()[-1]["Subject"].startswith("[autoremediate] ESCALATION: circuit_open")
+    clock.advance(timedelta(hours=24))
+    assert handler(_event(), LambdaContext())["outcome"] == "applied"
+
+
+# --- guardrail 7: hard caps -----------------------------------------------------------------
+
+
+def test_a_change_past_the_cap_is_clipped_to_it(handler: Handler) -> None:
+    _table(read=3000, write=3000)  # orders-throttling caps at 4000
+
+    result = handler(_event(), LambdaContext())
+
+    assert result["outcome"] == "applied"
+    assert _capacity() == (4000, 4000)
+
+
+def test_a_table_at_its_cap_is_skipped_at_cap_and_escalated(handler: Handler, inbox: Any) -> None:
+    _table(read=4000, write=4000)
+
+    result = handler(_event(), LambdaContext())
+
+    assert (result["outcome"], result["reason"], result["escalated"]) == (
+        "skipped",
+        "at_cap",
+        True,
+    )
     [message] = inbox()
-    assert "Remediation failed" in message["Subject"]
+    assert message["Subject"] == "[autoremediate] ESCALATION: at_cap on dynamodb:table/orders"
+    assert "already at the policy's maximum" in message["Message"]
 
 
-def test_a_missing_table_is_skipped_as_target_not_found(function_env: dict[str, str]) -> None:
-    result = lambda_handler(_event(), _context())
+# --- recovery -------------------------------------------------------------------------------
 
-    assert (result["outcome"], result["reason"]) == ("skipped", "target_not_found")
-    assert "table orders does not exist" in result["error"]
+
+def test_the_alarm_back_to_ok_credits_the_action_with_its_time_to_recovery(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    clock.use_simulated_time()
+    action = _event()
+    handler(action, LambdaContext())
+    clock.advance(timedelta(minutes=7))
+
+    recovery = handler(_event(state="OK"), LambdaContext())
+    again = handler(_event(state="OK"), LambdaContext())
+
+    assert (recovery["reason"], recovery["recovery_seconds"]) == ("recovered", 420)
+    credited = _audit(function_env, action["id"])
+    assert credited.recovered_at is not None
+    assert credited.recovery_seconds == 420
+    assert again["reason"] == "ok_without_action"  # credited once

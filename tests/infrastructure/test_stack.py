@@ -47,7 +47,7 @@ def _of_type(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, An
     return {k: r for k, r in template_json["Resources"].items() if r["Type"] == kind}
 
 
-def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm(
+def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
     template_json: dict[str, Any],
 ) -> None:
     [rule] = _of_type(template_json, "AWS::Events::Rule").values()
@@ -57,7 +57,7 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm(
         "detail-type": ["CloudWatch Alarm State Change"],
         "detail": {
             "alarmName": [{"prefix": "orders-ddb-throttle"}, "sessions-ddb-throttle"],
-            "state": {"value": ["ALARM"]},
+            "state": {"value": ["ALARM", "OK"]},
         },
     }
 
@@ -125,7 +125,7 @@ def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: P
     assert [p["name"] for p in policy["policies"]] == ["orders-throttling", "sessions-throttling"]
 
 
-def test_the_audit_table_has_pitr_ttl_and_the_by_target_index(template: Template) -> None:
+def test_the_audit_table_has_pitr_ttl_and_its_two_indexes(template: Template) -> None:
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
@@ -133,7 +133,10 @@ def test_the_audit_table_has_pitr_ttl_and_the_by_target_index(template: Template
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
-            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": "by_target"})],
+            "GlobalSecondaryIndexes": [
+                Match.object_like({"IndexName": "by_target"}),
+                Match.object_like({"IndexName": "by_alarm"}),
+            ],
             "SSESpecification": {"SSEEnabled": True},
         },
     )
@@ -175,11 +178,107 @@ def test_no_mutating_iam_action_is_allowed_on_star(template_json: dict[str, Any]
     assert offenders == []
 
 
+def test_mutating_actions_on_wildcard_resources_are_narrowed_by_a_condition(
+    template_json: dict[str, Any],
+) -> None:
+    unconditioned = [
+        statement
+        for statement in _statements(template_json)
+        if statement["Effect"] == "Allow"
+        and "Condition" not in statement
+        and any("*" in json.dumps(resource) for resource in _as_list(statement["Resource"]))
+        and any(
+            action.split(":")[1].startswith(MUTATING_VERBS)
+            for action in _as_list(statement["Action"])
+        )
+    ]
+
+    assert unconditioned == []
+
+
+def test_register_scalable_target_is_limited_to_dynamodb(template_json: dict[str, Any]) -> None:
+    [statement] = [
+        s
+        for s in _statements(template_json)
+        if "application-autoscaling:RegisterScalableTarget" in _as_list(s["Action"])
+    ]
+
+    assert statement["Condition"] == {
+        "StringEquals": {"application-autoscaling:service-namespace": "dynamodb"}
+    }
+
+
+def test_the_function_may_never_update_or_delete_its_own_tables(
+    template_json: dict[str, Any],
+) -> None:
+    [deny] = [s for s in _statements(template_json) if s["Effect"] == "Deny"]
+    denied = sorted(r["Fn::GetAtt"][0] for r in _as_list(deny["Resource"]))
+
+    assert sorted(_as_list(deny["Action"])) == ["dynamodb:DeleteTable", "dynamodb:UpdateTable"]
+    assert [name[:10] for name in denied] == ["AuditTable", "Guardrails", "Guardrails"]
+
+
+def test_the_kill_switch_parameter_is_created_enabled(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": "/autoremediate/Autoremediate/actions", "Value": "enabled", "Type": "String"},
+    )
+
+
+def test_lock_and_idempotency_tables_expire_their_items(template: Template) -> None:
+    for key, ttl in (("lock_key", "expires_at"), ("id", "expiration")):
+        template.has_resource_properties(
+            "AWS::DynamoDB::Table",
+            {
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                "TimeToLiveSpecification": {"AttributeName": ttl, "Enabled": True},
+            },
+        )
+
+
+def test_the_function_knows_its_guardrail_state(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "LOCKS_TABLE_NAME": {"Ref": Match.string_like_regexp("GuardrailsLocks")},
+                        "IDEMPOTENCY_TABLE_NAME": {
+                            "Ref": Match.string_like_regexp("GuardrailsIdempotency")
+                        },
+                        "KILL_SWITCH_PARAMETER": {
+                            "Ref": Match.string_like_regexp("GuardrailsKillSwitch")
+                        },
+                    }
+                )
+            }
+        },
+    )
+
+
+def test_autoremediate_watches_itself_with_alarms_no_policy_can_select(
+    template_json: dict[str, Any], template: Template
+) -> None:
+    alarms = _of_type(template_json, "AWS::CloudWatch::Alarm").values()
+    names = sorted(a["Properties"]["AlarmName"] for a in alarms)
+
+    assert names == [
+        "autoremediate-Autoremediate-dead-letters-0",
+        "autoremediate-Autoremediate-dead-letters-1",
+        "autoremediate-Autoremediate-remediator-errors",
+    ]
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
 def test_update_table_is_granted_on_exactly_the_tables_the_policy_names(
     template_json: dict[str, Any],
 ) -> None:
     [statement] = [
-        s for s in _statements(template_json) if "dynamodb:UpdateTable" in _as_list(s["Action"])
+        s
+        for s in _statements(template_json)
+        if s["Effect"] == "Allow" and "dynamodb:UpdateTable" in _as_list(s["Action"])
     ]
 
     tables = sorted(resource["Fn::Join"][1][-1] for resource in _as_list(statement["Resource"]))

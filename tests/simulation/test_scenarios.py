@@ -154,6 +154,16 @@ def test_list_names_every_built_in_scenario(capsys: pytest.CaptureFixture[str]) 
             "field action: unknown action 'nope'",
         ),
         ("name: x\npolicy: p.yaml\nsteps: [{wait: soon}]\n", "'soon' is not a duration"),
+        (
+            "name: x\npolicy: p.yaml\nresources: {dynamodb_tables: [{name: t}, {name: t}]}\n"
+            "steps: [{wait: 1m}]\n",
+            "repeated: t",
+        ),
+        (
+            "name: x\npolicy: p.yaml\nresources: {dynamodb_tables: [{name: t,"
+            " autoscaling: {read: {min: 9, max: 3}}}]}\nsteps: [{wait: 1m}]\n",
+            "min 9 is above max 3",
+        ),
     ],
     ids=[
         "missing",
@@ -166,6 +176,8 @@ def test_list_names_every_built_in_scenario(capsys: pytest.CaptureFixture[str]) 
         "missing-policy",
         "bad-policy",
         "bad-wait",
+        "same-table",
+        "bad-bounds",
     ],
 )
 def test_bad_scenario_input_exits_2_naming_the_file_and_field(

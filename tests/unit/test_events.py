@@ -21,7 +21,7 @@ def test_a_single_metric_alarm_parses_with_its_dimensions() -> None:
     assert event.detail.previous_state is not None
     assert event.detail.previous_state.value is AlarmStateValue.OK
     assert event.detail.dimension("AWS/DynamoDB", "TableName") == "orders"
-    assert not event.detail.is_composite
+    assert event.detail.configuration.alarm_rule is None
 
 
 def test_a_metric_math_alarm_names_the_table_its_metrics_agree_on() -> None:
@@ -50,7 +50,7 @@ def test_metric_math_over_two_tables_names_no_table() -> None:
 def test_a_composite_alarm_parses_without_metrics_or_dimensions() -> None:
     event = AlarmEvent.model_validate(load_event("composite"))
 
-    assert event.detail.is_composite
+    assert event.detail.configuration.metrics == []
     assert event.detail.configuration.alarm_rule == "ALARM(orders-reads) OR ALARM(orders-writes)"
     assert event.detail.dimension("AWS/DynamoDB", "TableName") is None
 

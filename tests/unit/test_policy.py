@@ -73,11 +73,13 @@ def test_an_unknown_param_is_refused() -> None:
     )
 
 
-def test_an_unknown_action_lists_the_valid_ones() -> None:
+def test_an_unknown_action_lists_the_valid_ones_and_nothing_else() -> None:
     message = _error({"policies": [_policy(action="dynamodb.scale")]})
 
     assert "field action: unknown action 'dynamodb.scale'" in message
     assert "valid actions: dynamodb.scale_capacity" in message
+    assert "target" not in message
+    assert "params" not in message
 
 
 def test_a_bad_target_names_the_field() -> None:
@@ -120,10 +122,36 @@ def test_notify_must_name_a_defined_channel() -> None:
     assert "notify 'pager' is not a channel" in message
 
 
-def test_a_bad_duration_is_refused() -> None:
-    assert "'15 minutes' is not a duration" in _error(
-        {"policies": [_policy(cooldown="15 minutes")]}
+@pytest.mark.parametrize("cooldown", ["15 minutes", -300, True, "-5m"])
+def test_a_bad_duration_is_refused(cooldown: Any) -> None:
+    assert "is not a duration" in _error({"policies": [_policy(cooldown=cooldown)]})
+
+
+def test_durations_accept_seconds_and_units() -> None:
+    policy_file = parse_policy_data(
+        {"policies": [_policy(cooldown=90)], "defaults": {"cooldown": "0s"}}, "p"
     )
+
+    assert policy_file.cooldown(policy_file.policies[0]) == timedelta(seconds=90)
+    assert policy_file.defaults.cooldown == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "alarm", [{"name_prefix": "auto"}, {"name": "autoremediate-Autoremediate-remediator-errors"}]
+)
+def test_a_selector_that_could_match_autoremediates_own_alarms_is_refused(
+    alarm: dict[str, str],
+) -> None:
+    assert "watch autoremediate itself" in _error({"policies": [_policy(alarm=alarm)]})
+
+
+def test_max_actions_per_day_defaults_to_3_and_can_be_set_per_policy() -> None:
+    policy_file = parse_policy_data(
+        {"policies": [_policy(), _policy(name="b", alarm={"name": "b"}, max_actions_per_day=5)]},
+        "p",
+    )
+
+    assert [policy_file.max_actions_per_day(p) for p in policy_file.policies] == [3, 5]
 
 
 def test_approval_required_is_refused_until_the_approval_flow_exists() -> None:

@@ -1,0 +1,96 @@
+"""Operator commands against a deployed stack, with the caller's AWS credentials:
+`remediate history` and `remediate revert`. The simulator runs the same code on moto."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import boto3
+
+from remediators.core import clock
+from remediators.core.audit import AuditRecord, AuditStore
+from remediators.core.errors import AutoremediateError
+from remediators.core.guardrails import ResourceLocks
+from remediators.core.notify import Notifier
+from remediators.core.revert import revert
+from remediators.core.settings import Settings
+
+__all__ = [
+    "DEFAULT_STACK",
+    "deployed_settings",
+    "format_history",
+    "history",
+    "parse_since",
+    "revert_action",
+]
+
+DEFAULT_STACK = "Autoremediate"
+
+
+class StackNotFound(AutoremediateError):
+    """The named stack (or its remediator function) is not deployed where the caller looks."""
+
+
+def deployed_settings(stack_name: str = DEFAULT_STACK) -> Settings:
+    """The remediator's settings, read from the deployed function's environment."""
+    try:
+        stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    except Exception as error:
+        raise StackNotFound(f"stack {stack_name!r} not found: {error}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    if "RemediatorFunctionName" not in outputs:
+        raise StackNotFound(f"stack {stack_name!r} is not an autoremediate stack")
+    variables = boto3.client("lambda").get_function_configuration(
+        FunctionName=outputs["RemediatorFunctionName"]
+    )["Environment"]["Variables"]
+    return Settings.from_env(dict(variables))
+
+
+def history(settings: Settings, since: timedelta, resource: str | None = None) -> list[AuditRecord]:
+    """Audit records newer than `since`, newest first, of one resource or all."""
+    return AuditStore(settings.audit_table).history(clock.now() - since, target=resource)
+
+
+def format_history(records: list[AuditRecord], as_json: bool = False) -> str:
+    """One line per record, or a JSON list."""
+    if as_json:
+        return json.dumps([r.model_dump(mode="json", exclude_none=True) for r in records], indent=2)
+    if not records:
+        return "no audit records in that window"
+    lines = []
+    for record in records:
+        outcome = record.outcome.value + (f":{record.reason}" if record.reason else "")
+        flags = " ESCALATED" if record.escalated else ""
+        recovered = f" recovered after {record.recovery_seconds} s" if record.recovered_at else ""
+        lines.append(
+            f"{record.recorded_at:%Y-%m-%d %H:%M:%S}  {outcome:28} {record.target or '-':32} "
+            f"{record.policy or '-':24} {record.event_id}{flags}{recovered}"
+        )
+        lines += [f"    {change}" for change in record.changes]
+    return "\n".join(lines)
+
+
+def revert_action(settings: Settings, event_id: str, force: bool = False) -> AuditRecord:
+    """Revert applied action `event_id` (see remediators.core.revert)."""
+    return revert(
+        event_id,
+        audit=AuditStore(settings.audit_table),
+        locks=ResourceLocks(settings.locks_table),
+        notifier=Notifier(settings.notification_topics),
+        force=force,
+    )
+
+
+def parse_since(text: str) -> timedelta:
+    """`30m`, `6h`, `1d`, ... as a timedelta (the policy file's duration syntax)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from remediators.core.policy import Duration
+
+    try:
+        value: Any = TypeAdapter(Duration).validate_python(text)
+    except ValidationError as error:
+        raise AutoremediateError(f"--since: {error.errors()[0]['msg']}") from None
+    return value  # type: ignore[no-any-return]

@@ -1,0 +1,67 @@
+"""State the guardrails keep outside the audit trail: kill switch, locks, idempotency keys."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from remediators.core.guardrails import ENABLED_VALUE, LOCK_TTL_ATTRIBUTE
+
+# Powertools idempotency's default attribute names.
+IDEMPOTENCY_KEY, IDEMPOTENCY_TTL = "id", "expiration"
+
+
+class GuardrailState(Construct):
+    """The kill-switch parameter, the resource-locks table and the idempotency table."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.kill_switch = ssm.StringParameter(
+            self,
+            "KillSwitch",
+            parameter_name=f"/autoremediate/{Stack.of(self).stack_name}/actions",
+            string_value=ENABLED_VALUE,
+            description=f"'{ENABLED_VALUE}' lets autoremediate act; any other value (e.g. "
+            "'disabled') stops every action, and events are recorded as skipped 'disabled'",
+        )
+        self.locks = self._table("Locks", "lock_key", LOCK_TTL_ATTRIBUTE)
+        self.idempotency = self._table("Idempotency", IDEMPOTENCY_KEY, IDEMPOTENCY_TTL)
+
+    def _table(self, construct_id: str, key: str, ttl: str) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute=ttl,
+            removal_policy=RemovalPolicy.DESTROY,  # short-lived keys only
+        )
+
+    def grant_to(self, grantee: iam.IGrantable) -> None:
+        """Read the kill switch, take and release locks, keep idempotency records."""
+        self.kill_switch.grant_read(grantee)
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                resources=[self.locks.table_arn],
+            )
+        )
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[self.idempotency.table_arn],
+            )
+        )

@@ -1,0 +1,78 @@
+"""Properties of the capacity arithmetic (hypothesis): never above a cap, never below the
+current value, and a revert returns the before-state."""
+
+from __future__ import annotations
+
+import boto3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
+from remediators.actions.dynamodb_scale_capacity import (
+    DYNAMODB_TABLE_QUOTA,
+    ScaleCapacity,
+    ScaleCapacityParams,
+    TableTarget,
+    _scaled,
+)
+from remediators.core.aws import reset_clients
+
+capacities = st.integers(min_value=1, max_value=DYNAMODB_TABLE_QUOTA)
+factors = st.floats(min_value=1.01, max_value=10.0, allow_nan=False)
+
+
+@given(current=capacities, factor=factors, cap=capacities)
+def test_scaling_never_passes_the_cap_unless_already_past_it(
+    current: int, factor: float, cap: int
+) -> None:
+    new = _scaled(current, factor, cap)
+
+    assert new <= max(cap, current)
+
+
+@given(current=capacities, factor=factors, cap=capacities)
+def test_scaling_never_lowers_capacity(current: int, factor: float, cap: int) -> None:
+    assert _scaled(current, factor, cap) >= current
+
+
+@given(current=capacities, factor=factors)
+def test_with_room_scaling_always_adds_at_least_one_unit(current: int, factor: float) -> None:
+    assert _scaled(current, factor, DYNAMODB_TABLE_QUOTA + current * 11) > current
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    read=st.integers(1, 5000),
+    write=st.integers(1, 5000),
+    factor=factors,
+    max_read=st.integers(1, DYNAMODB_TABLE_QUOTA),
+    max_write=st.integers(1, DYNAMODB_TABLE_QUOTA),
+)
+def test_apply_then_revert_returns_the_before_state_on_moto(
+    read: int, write: int, factor: float, max_read: int, max_write: int
+) -> None:
+    reset_clients()
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="orders",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            ProvisionedThroughput={"ReadCapacityUnits": read, "WriteCapacityUnits": write},
+        )
+        action = ScaleCapacity(
+            TableTarget(table="orders"),
+            ScaleCapacityParams(factor=factor, max_read=max_read, max_write=max_write),
+        )
+        plan = action.plan()
+        if plan.skip_reason is None:
+            action.apply(plan)
+            applied = action.read_back()["capacity"]["table"]
+            assert applied["read"] <= max(max_read, read)
+            assert applied["write"] <= max(max_write, write)
+            assert applied["read"] >= read
+            assert applied["write"] >= write
+            action.revert(plan.before)
+        else:
+            assert plan.skip_reason == "at_cap"
+        assert action.comparable(action.read_back()) == action.comparable(plan.before)
+    reset_clients()

@@ -1,0 +1,120 @@
+"""`remediate revert` and `remediate history` on moto, against the deployed stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from remediators.cli.main import main
+from remediators.core.audit import AuditStore, Outcome
+from tests.conftest import LambdaContext, load_event
+
+
+@pytest.fixture
+def applied(handler: Any) -> str:
+    """orders scaled 5 -> 10 by an alarm; returns the action's event id."""
+    boto3.client("dynamodb").create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+    )
+    event = load_event("single_metric")
+    assert handler(event, LambdaContext())["outcome"] == "applied"
+    return str(event["id"])
+
+
+def _capacity() -> tuple[int, int]:
+    throughput = boto3.client("dynamodb").describe_table(TableName="orders")["Table"][
+        "ProvisionedThroughput"
+    ]
+    return throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]
+
+
+def _records(function_env: dict[str, str]) -> list[Any]:
+    items = boto3.client("dynamodb").scan(TableName=function_env["AUDIT_TABLE_NAME"])["Items"]
+    return [AuditStore._from_item(item) for item in items]
+
+
+def test_revert_restores_the_before_state_and_is_audited(
+    applied: str, function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["revert", applied])
+
+    assert status == 0
+    assert _capacity() == (5, 5)
+    [record] = [r for r in _records(function_env) if r.reverts == applied]
+    assert (record.outcome, record.reason) == (Outcome.APPLIED, "revert")
+    assert record.after is not None
+    assert record.after["capacity"]["table"] == {"read": 5, "write": 5}
+    assert "capacity.table.read 10 -> 5" in capsys.readouterr().out
+
+
+def test_revert_refuses_when_the_resource_changed_since_and_records_the_refusal(
+    applied: str, function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    boto3.client("dynamodb").update_table(
+        TableName="orders",
+        ProvisionedThroughput={"ReadCapacityUnits": 50, "WriteCapacityUnits": 10},
+    )
+
+    status = main(["revert", applied])
+
+    assert status == 2
+    assert "changed since" in capsys.readouterr().err
+    assert _capacity() == (50, 10)
+    [refusal] = [r for r in _records(function_env) if r.reverts == applied]
+    assert (refusal.outcome, refusal.reason) == (Outcome.SKIPPED, "changed_since")
+    assert "capacity.table.read 10 -> 50" in (refusal.error or "")
+
+
+def test_revert_force_restores_even_when_changed_since(applied: str) -> None:
+    boto3.client("dynamodb").update_table(
+        TableName="orders",
+        ProvisionedThroughput={"ReadCapacityUnits": 50, "WriteCapacityUnits": 10},
+    )
+
+    assert main(["revert", applied, "--force"]) == 0
+    assert _capacity() == (5, 5)
+
+
+def test_revert_refuses_unknown_and_non_applied_events(
+    handler: Any, function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    skipped = load_event("single_metric")
+    skipped["detail"]["alarmName"] = "nobody-watches-this"
+    handler(skipped, LambdaContext())
+
+    assert main(["revert", "no-such-event"]) == 2
+    assert main(["revert", skipped["id"]]) == 2
+    err = capsys.readouterr().err
+    assert "no audit record for no-such-event" in err
+    assert "changed nothing (skipped)" in err
+
+
+def test_history_lists_the_records_newest_first(
+    applied: str, handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = load_event("single_metric")
+    later["id"] = "later-event"
+    handler(later, LambdaContext())  # inside the cooldown: skipped
+
+    assert main(["history", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("later-event") < out.index(applied)
+    assert "skipped:cooldown" in out
+    assert main(["history", "--resource", "dynamodb:table/orders", "--json"]) == 0
+    records = __import__("json").loads(capsys.readouterr().out)
+    assert [r["event_id"] for r in records] == ["later-event", applied]
+
+
+def test_history_with_a_bad_since_or_stack_exits_2(
+    function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["history", "--since", "yesterday"]) == 2
+    assert main(["history", "--stack", "NoSuchStack"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a duration" in err
+    assert "stack 'NoSuchStack' not found" in err
