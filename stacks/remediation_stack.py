@@ -16,6 +16,7 @@ from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
 from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
 from stacks.constructs.triggers import AlarmTriggers
+from stacks.constructs.verification import Verification
 
 
 class RemediationStack(Stack):
@@ -33,6 +34,7 @@ class RemediationStack(Stack):
         audit = AuditTable(self, "Audit")
         guardrails = GuardrailState(self, "Guardrails")
         notifications = Notifications(self, "Notifications", channels=policy_file.notifications)
+        verification = Verification(self, "Verification")
         remediator = RemediatorFunction(
             self,
             "Remediator",
@@ -42,6 +44,7 @@ class RemediationStack(Stack):
                 "LOCKS_TABLE_NAME": guardrails.locks.table_name,
                 "IDEMPOTENCY_TABLE_NAME": guardrails.idempotency.table_name,
                 "KILL_SWITCH_PARAMETER": guardrails.kill_switch.parameter_name,
+                "SCHEDULER_ROLE_ARN": verification.scheduler_role.role_arn,
                 "NOTIFICATION_TOPICS": self.to_json_string(
                     {name: topic.topic_arn for name, topic in notifications.topics.items()}
                 ),
@@ -49,6 +52,7 @@ class RemediationStack(Stack):
         )
         audit.grant_record_and_query(remediator.function)
         guardrails.grant_to(remediator.function)
+        verification.grant_to(remediator.function, [p.alarm for p in policy_file.policies])
         # A policy that takes its table from the alarm may change any table: never our own.
         remediator.role.add_to_policy(
             iam.PolicyStatement(

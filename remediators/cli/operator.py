@@ -62,7 +62,9 @@ def format_history(records: list[AuditRecord], as_json: bool = False) -> str:
     lines = []
     for record in records:
         outcome = record.outcome.value + (f":{record.reason}" if record.reason else "")
-        flags = " ESCALATED" if record.escalated else ""
+        flags = (" ESCALATED" if record.escalated else "") + (
+            " (alarm still in ALARM at verification)" if record.verified is False else ""
+        )
         recovered = f" recovered after {record.recovery_seconds} s" if record.recovered_at else ""
         lines.append(
             f"{record.recorded_at:%Y-%m-%d %H:%M:%S}  {outcome:28} {record.target or '-':32} "

@@ -98,5 +98,6 @@ def _report_json(report: Report) -> dict[str, Any]:
             for event in report.events
         ],
         "resources": {"before": report.resources_before, "after": report.resources_after},
+        "verifications": report.verifications,
         "expectations": [asdict(check) for check in report.expectations],
     }

@@ -12,6 +12,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from remediators.core import clock
 from remediators.core.audit import AuditStore
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
 from remediators.core.revert import RevertRefused
+from remediators.core.verify import SCHEDULE_GROUP
 
 __all__ = ["Check", "Entry", "EventResult", "Report", "Simulator"]
 
@@ -116,6 +118,7 @@ class Report:
     resources_before: dict[str, Any] = field(default_factory=dict)
     resources_after: dict[str, Any] = field(default_factory=dict)
     expectations: list[Check] = field(default_factory=list)
+    verifications: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -257,6 +260,41 @@ class _Playback:
             "step",
             f"wait {format_duration(step.wait)} (simulated clock now {clock.now():%H:%M:%S})",
         )
+        self._run_due_schedules()
+
+    def _run_due_schedules(self) -> None:
+        """EventBridge Scheduler's part: run the one-time schedules that are due, in order."""
+        scheduler = boto3.client("scheduler")
+        due = []
+        for summary in scheduler.list_schedules(GroupName=SCHEDULE_GROUP).get("Schedules", []):
+            schedule = scheduler.get_schedule(GroupName=SCHEDULE_GROUP, Name=summary["Name"])
+            at = _parse_at(schedule["ScheduleExpression"])
+            if at is not None and at <= clock.now():
+                due.append((at, schedule))
+        for at, schedule in sorted(due, key=lambda item: item[0]):
+            target = schedule["Target"]
+            invocation = self.runtime.invoke_async(target["Arn"], json.loads(target["Input"]))
+            if schedule.get("ActionAfterCompletion") == "DELETE":
+                scheduler.delete_schedule(GroupName=SCHEDULE_GROUP, Name=schedule["Name"])
+            result = invocation.result if isinstance(invocation.result, dict) else {}
+            verified = result.get("verified")
+            if verified is None:
+                outcome = invocation.error or "nothing to verify"
+            else:
+                outcome = "alarm left ALARM: verified" if verified else "still in ALARM: escalated"
+            self.report.verifications.append(
+                {
+                    "event_id": result.get("event_id"),
+                    "due": at.isoformat(),
+                    "verified": result.get("verified"),
+                }
+            )
+            self.report.note(
+                "scheduler",
+                f"{schedule['Name']} due {at:%H:%M:%S}: verify {result.get('event_id')}: {outcome}",
+            )
+            for notification in self.inbox.drain():
+                self.report.note("scheduler", f"notification: {notification['subject']}")
 
     def _kill_switch(self, step: KillSwitchStep) -> None:
         name = self.stack.outputs["KillSwitchParameter"]
@@ -375,6 +413,13 @@ def _deliver(
         result.error = result.error or record.error
     result.notifications = inbox.drain()
     return result
+
+
+def _parse_at(expression: str) -> datetime | None:
+    """The UTC time of a one-time `at(...)` schedule expression; None for other kinds."""
+    if not (expression.startswith("at(") and expression.endswith(")")):
+        return None
+    return datetime.strptime(expression[3:-1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
 def _latest_applied(report: Report) -> str:

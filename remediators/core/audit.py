@@ -67,6 +67,8 @@ class AuditRecord(BaseModel):
     # Set on an applied action when its alarm returns to OK.
     recovered_at: Timestamp | None = None
     recovery_seconds: int | None = None
+    # Set on an applied action at its verification deadline: was its alarm out of ALARM?
+    verified: bool | None = None
     changes: list[str] = Field(default_factory=list)
     before: dict[str, Any] | None = None
     planned: dict[str, Any] | None = None
@@ -143,6 +145,21 @@ class AuditStore:
                 return False
             raise
         return True
+
+    def mark_verified(self, event_id: str, resolved: bool) -> None:
+        """Record the verification of an applied action (and an escalation if unresolved)."""
+        expression = "SET verified = :verified"
+        values: dict[str, Any] = {":verified": {"BOOL": resolved}}
+        if not resolved:
+            expression += ", escalated = :escalated"
+            values[":escalated"] = {"BOOL": True}
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key={"event_id": {"S": event_id}},
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(event_id)",
+            ExpressionAttributeValues=values,
+        )
 
     def history(self, since: datetime, target: str | None = None) -> list[AuditRecord]:
         """Records since `since`, newest first; of one target, or of all (a scan)."""

@@ -15,6 +15,8 @@ _WHY_ESCALATED = {
     "circuit_open": "Nothing was changed: the resource has had as many automatic changes "
     "today as the policy allows (max_actions_per_day). The alarm keeps firing; a person "
     "should look at why.",
+    "unresolved": "The change was made, but the alarm is still in ALARM after the policy's "
+    "verify_within window: the change did not fix the cause. A person should look.",
     "failed": "The change failed and will be retried; if it keeps failing, the event lands "
     "in the dead-letter queue. A person should look.",
 }

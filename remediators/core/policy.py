@@ -130,6 +130,8 @@ class Defaults(_Model):
     dry_run: bool = False
     cooldown: Duration = timedelta(minutes=15)
     max_actions_per_day: int = Field(default=3, ge=1, le=100)
+    # Escalate when the alarm is still in ALARM this long after an action; 0s: never check.
+    verify_within: Duration = timedelta(minutes=30)
     notify: str | None = None
 
 
@@ -145,6 +147,7 @@ class Policy(_Model):
     dry_run: bool | None = None
     cooldown: Duration | None = None
     max_actions_per_day: int | None = Field(default=None, ge=1, le=100)
+    verify_within: Duration | None = None
     notify: str | None = None
 
     @field_validator("action")
@@ -243,6 +246,10 @@ class PolicyFile(_Model):
         if policy.max_actions_per_day is None:
             return self.defaults.max_actions_per_day
         return policy.max_actions_per_day
+
+    def verify_within(self, policy: Policy) -> timedelta:
+        """How long after an action its alarm must have left ALARM (0: not checked)."""
+        return self.defaults.verify_within if policy.verify_within is None else policy.verify_within
 
     def channel(self, policy: Policy) -> str | None:
         """The notification channel of a policy, or the default one."""

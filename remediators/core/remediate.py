@@ -6,6 +6,7 @@ handler's idempotency on the event id):
 4. cooldown per policy and resource (`cooldown`)  5. circuit breaker: at most
 `max_actions_per_day` changes to a resource in any 24 hours (`circuit_open`, escalated)
 6. hard caps, in the action's plan (`at_cap`, escalated, when nothing is left to change).
+After an action, a schedule checks at `verify_within` that its alarm left ALARM.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.policy import Policy, PolicyFile
 from remediators.core.registry import Action, Target
+from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
 
 __all__ = ["CIRCUIT_WINDOW", "RECOVERY_LOOKBACK", "Remediator"]
 
@@ -38,17 +40,20 @@ class Remediator:
 
     def __init__(
         self,
+        *,
         policies: PolicyFile,
         audit: AuditStore,
         notifier: Notifier,
         kill_switch: KillSwitch,
         locks: ResourceLocks,
+        scheduler: Scheduler,
     ) -> None:
         self.policies = policies
         self.audit = audit
         self.notifier = notifier
         self.kill_switch = kill_switch
         self.locks = locks
+        self.scheduler = scheduler
 
     def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
         """Remediate one event. A failure is recorded and notified, then re-raised so that
@@ -143,7 +148,26 @@ class Remediator:
             base["after"] = action.read_back()
         except Exception as error:  # the change is made: record it, never retry it
             base["error"] = f"applied, but reading the result back failed: {error}"
-        return self._finish(base, Outcome.APPLIED, None, policy, notify=True)
+        record = self._finish(base, Outcome.APPLIED, None, policy, notify=True)
+        window = self.policies.verify_within(policy)
+        if window:
+            self.scheduler.schedule_verification(record.event_id, record.recorded_at + window)
+        return record
+
+    def verify(self, request: VerifyRequest) -> AuditRecord | None:
+        """At an action's verification deadline: escalate if its alarm is still in ALARM."""
+        record = self.audit.get(request.event_id)
+        if record is None or record.outcome is not Outcome.APPLIED or record.alarm is None:
+            return None
+        resolved = alarm_state(record.alarm) != AlarmStateValue.ALARM.value
+        self.audit.mark_verified(record.event_id, resolved)
+        verified = record.model_copy(update={"verified": resolved})
+        if not resolved:
+            verified = verified.model_copy(update={"escalated": True, "reason": "unresolved"})
+            policy = self.policies.policy_for_alarm(record.alarm)
+            channel = self.policies.channel(policy) if policy else None
+            self.notifier.notify(verified, channel)
+        return verified
 
     def _recovery(self, base: dict[str, Any], alarm: AlarmDetail) -> AuditRecord:
         """The alarm is back to OK: credit the last change it caused with the recovery."""

@@ -23,6 +23,7 @@ class Settings(BaseModel):
     locks_table: str
     idempotency_table: str
     kill_switch_parameter: str
+    scheduler_role_arn: str
     notification_topics: dict[str, str]
     policy_path: Path
 
@@ -40,6 +41,7 @@ class Settings(BaseModel):
             locks_table=env["LOCKS_TABLE_NAME"],
             idempotency_table=env["IDEMPOTENCY_TABLE_NAME"],
             kill_switch_parameter=env["KILL_SWITCH_PARAMETER"],
+            scheduler_role_arn=env["SCHEDULER_ROLE_ARN"],
             notification_topics=json.loads(env.get("NOTIFICATION_TOPICS", "{}")),
             policy_path=Path(env.get("POLICY_PATH", task_root / POLICY_ASSET_NAME)),
         )

@@ -26,6 +26,7 @@ from remediators.core.notify import Notifier
 from remediators.core.policy import load_policy_file
 from remediators.core.remediate import Remediator
 from remediators.core.settings import Settings
+from remediators.core.verify import Scheduler, VerifyRequest
 
 logger = Logger()
 metrics = Metrics()
@@ -51,7 +52,7 @@ persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE_
 
 
 @cache
-def _remediator(settings: Settings) -> Remediator:
+def _remediator(settings: Settings, function_arn: str) -> Remediator:
     """Built once per execution environment (per settings), on first use."""
     return Remediator(
         policies=load_policy_file(settings.policy_path),
@@ -59,6 +60,7 @@ def _remediator(settings: Settings) -> Remediator:
         notifier=Notifier(settings.notification_topics),
         kill_switch=KillSwitch(settings.kill_switch_parameter),
         locks=ResourceLocks(settings.locks_table),
+        scheduler=Scheduler(function_arn, settings.scheduler_role_arn),
     )
 
 
@@ -66,8 +68,10 @@ def _remediator(settings: Settings) -> Remediator:
 @logger.inject_lambda_context
 @idempotent(config=idempotency, persistence_store=persistence)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Parse the EventBridge event, remediate, return the audit record."""
-    remediator = _remediator(Settings.from_env())
+    """Parse the EventBridge event (or a verification request), remediate, return the record."""
+    remediator = _remediator(Settings.from_env(), context.invoked_function_arn)
+    if event.get("kind") == "verify":
+        return _verify(remediator, event)
     try:
         alarm_event = AlarmEvent.model_validate(event)
     except ValidationError as error:
@@ -81,6 +85,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     _count(record)
     logger.info("remediation finished", extra=record.model_dump(mode="json", exclude_none=True))
     return record.model_dump(mode="json")
+
+
+def _verify(remediator: Remediator, event: dict[str, Any]) -> dict[str, Any]:
+    record = remediator.verify(VerifyRequest.model_validate(event))
+    if record is None:
+        return {"verified": None}
+    metrics.add_metric(
+        name="Verified" if record.verified else "Unresolved", unit=MetricUnit.Count, value=1
+    )
+    return {"event_id": record.event_id, "verified": record.verified}
 
 
 def _count(record: AuditRecord) -> None:

@@ -428,3 +428,86 @@ def test_the_alarm_back_to_ok_credits_the_action_with_its_time_to_recovery(
     assert credited.recovered_at is not None
     assert credited.recovery_seconds == 420
     assert again["reason"] == "ok_without_action"  # credited once
+
+
+# --- verification after an action -----------------------------------------------------------
+
+
+def _alarm(state: str) -> None:
+    cloudwatch = boto3.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName="orders-ddb-throttle",
+        Namespace="AWS/DynamoDB",
+        MetricName="WriteThrottleEvents",
+        Dimensions=[{"Name": "TableName", "Value": "orders"}],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName="orders-ddb-throttle", StateValue=state, StateReason="t")
+
+
+def _verification_schedule() -> dict[str, Any]:
+    scheduler = boto3.client("scheduler")
+    [summary] = scheduler.list_schedules(GroupName="default")["Schedules"]
+    return dict(scheduler.get_schedule(GroupName="default", Name=summary["Name"]))
+
+
+def test_an_applied_action_schedules_its_verification_30_minutes_later(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    event = _event()
+
+    handler(event, LambdaContext())
+
+    schedule = _verification_schedule()
+    recorded = _audit(function_env, event["id"]).recorded_at
+    due = (recorded + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert schedule["Name"].startswith("autoremediate-verify-")
+    assert schedule["ScheduleExpression"] == f"at({due})"
+    assert schedule["ActionAfterCompletion"] == "DELETE"
+    assert schedule["Target"]["RoleArn"] == function_env["SCHEDULER_ROLE_ARN"]
+    assert json.loads(schedule["Target"]["Input"]) == {
+        "kind": "verify",
+        "id": f"verify-{event['id']}",
+        "event_id": event["id"],
+    }
+
+
+def test_verification_escalates_when_the_alarm_is_still_in_alarm(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    _table()
+    _alarm("ALARM")
+    event = _event()
+    handler(event, LambdaContext())
+    inbox()
+    request = json.loads(_verification_schedule()["Target"]["Input"])
+
+    result = handler(request, LambdaContext())
+
+    assert result == {"event_id": event["id"], "verified": False}
+    record = _audit(function_env, event["id"])
+    assert (record.verified, record.escalated) == (False, True)
+    [message] = inbox()
+    assert message["Subject"] == "[autoremediate] ESCALATION: unresolved on dynamodb:table/orders"
+
+
+def test_verification_records_success_quietly_when_the_alarm_left_alarm(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    _table()
+    _alarm("ALARM")
+    event = _event()
+    handler(event, LambdaContext())
+    inbox()
+    _alarm("OK")
+
+    result = handler(json.loads(_verification_schedule()["Target"]["Input"]), LambdaContext())
+
+    assert result["verified"] is True
+    assert _audit(function_env, event["id"]).escalated is False
+    assert inbox() == []

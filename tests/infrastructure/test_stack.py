@@ -178,7 +178,13 @@ def test_no_mutating_iam_action_is_allowed_on_star(template_json: dict[str, Any]
     assert offenders == []
 
 
-def test_mutating_actions_on_wildcard_resources_are_narrowed_by_a_condition(
+def _whole_collection(resource: Any) -> bool:
+    """`*`, or an ARN ending in `/*` or `:*` (every resource of a kind, not a name prefix)."""
+    text = json.dumps(resource)
+    return resource == "*" or text.endswith(('/*"]]}', ':*"]]}'))
+
+
+def test_mutating_actions_on_whole_collections_are_narrowed_by_a_condition(
     template_json: dict[str, Any],
 ) -> None:
     unconditioned = [
@@ -186,7 +192,7 @@ def test_mutating_actions_on_wildcard_resources_are_narrowed_by_a_condition(
         for statement in _statements(template_json)
         if statement["Effect"] == "Allow"
         and "Condition" not in statement
-        and any("*" in json.dumps(resource) for resource in _as_list(statement["Resource"]))
+        and any(_whole_collection(resource) for resource in _as_list(statement["Resource"]))
         and any(
             action.split(":")[1].startswith(MUTATING_VERBS)
             for action in _as_list(statement["Action"])
@@ -353,3 +359,42 @@ def test_a_bad_policy_file_fails_synth_naming_the_policy_and_field(tmp_path: Pat
     assert result.returncode == 1
     assert "policy 'orders' (policies[0]) field params.factor" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the_function(
+    template_json: dict[str, Any], template: Template
+) -> None:
+    statements = _statements(template_json)
+    [create] = [s for s in statements if s["Action"] == "scheduler:CreateSchedule"]
+    [pass_role] = [s for s in statements if s["Action"] == "iam:PassRole"]
+    [invoke] = [s for s in statements if s["Action"] == "lambda:InvokeFunction"]
+    [describe] = [s for s in statements if s["Action"] == "cloudwatch:DescribeAlarms"]
+
+    assert create["Resource"]["Fn::Join"][1][-1] == ":schedule/default/autoremediate-verify-*"
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+    }
+    assert invoke["Resource"] == {"Fn::GetAtt": [Match.any_value(), "Arn"]} or invoke["Resource"][
+        "Fn::GetAtt"
+    ][0].startswith("RemediatorFunction")
+    assert sorted(r["Fn::Join"][1][-1] for r in describe["Resource"]) == [
+        ":alarm:orders-ddb-throttle*",
+        ":alarm:sessions-ddb-throttle",
+    ]
+    template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    Match.object_like(
+                        {
+                            "Principal": {"Service": "scheduler.amazonaws.com"},
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+                            },
+                        }
+                    )
+                ]
+            }
+        },
+    )

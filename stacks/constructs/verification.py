@@ -1,0 +1,79 @@
+"""What the verification of actions needs: a role EventBridge Scheduler assumes to invoke the
+remediator at the deadline, and the remediator's right to create those one-time schedules
+and to read its policies' alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from remediators.core.policy import AlarmSelector
+from remediators.core.verify import SCHEDULE_GROUP, SCHEDULE_PREFIX
+
+
+class Verification(Construct):
+    """The scheduler role and the grants around it."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.scheduler_role = iam.Role(
+            self,
+            "SchedulerRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            ),
+            description="autoremediate: lets EventBridge Scheduler invoke the remediator",
+        )
+
+    def grant_to(self, function: lambda_.Function, selectors: list[AlarmSelector]) -> None:
+        """The scheduler may invoke `function`; `function` may schedule and read alarms."""
+        self.scheduler_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[function.function_arn]
+            )
+        )
+        schedules = (
+            f"arn:{Aws.PARTITION}:scheduler:{Aws.REGION}:{Aws.ACCOUNT_ID}:schedule/"
+            f"{SCHEDULE_GROUP}/{SCHEDULE_PREFIX}*"
+        )
+        role = function.role
+        assert role is not None
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["scheduler:CreateSchedule"], resources=[schedules])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.scheduler_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        )
+        alarms = sorted(
+            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:"
+            + (selector.name if selector.name is not None else f"{selector.name_prefix}*")
+            for selector in selectors
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=alarms)
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:"
+                f"<AWS::Region>:<AWS::AccountId>:schedule/{SCHEDULE_GROUP}/{SCHEDULE_PREFIX}*]",
+                reason="scheduler:CreateSchedule: one schedule per action, named "
+                f"{SCHEDULE_PREFIX}<hash of the event id>; the prefix is as narrow as it gets",
+            ),
+            *[
+                Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
+                    f"cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{selector.name_prefix}*]",
+                    reason="cloudwatch:DescribeAlarms (read only): a policy selects its alarms "
+                    "by name prefix",
+                )
+                for selector in selectors
+                if selector.name_prefix is not None
+            ],
+        )
