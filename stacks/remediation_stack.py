@@ -96,4 +96,14 @@ class RemediationStack(Stack):
         CfnOutput(self, "AuditTableName", value=audit.table.table_name)
         CfnOutput(self, "RemediatorFunctionName", value=remediator.function.function_name)
         CfnOutput(self, "KillSwitchParameter", value=guardrails.kill_switch.parameter_name)
+        CfnOutput(
+            self,
+            "DeadLetterQueues",
+            value=self.to_json_string(
+                {
+                    "function": remediator.dead_letter_queue.queue_url,
+                    "rule": trigger_dead_letters.queue_url,
+                }
+            ),
+        )
         CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))

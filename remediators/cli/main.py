@@ -81,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     revert.add_argument("--stack", default="Autoremediate", help="stack name")
     revert.set_defaults(run=_revert)
 
+    letters = commands.add_parser(
+        "dead-letters",
+        help="list events in the dead-letter queues, or replay them (your AWS credentials)",
+        description="Events land in a dead-letter queue when EventBridge cannot deliver them "
+        "or the remediator still fails after Lambda's retries. List them with the error, or "
+        "--replay them to the remediator once the cause is fixed (an event that already "
+        "acted does not act again).",
+        epilog="examples:\n  remediate dead-letters\n  remediate dead-letters --replay",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    letters.add_argument("--replay", action="store_true", help="replay and remove them")
+    letters.add_argument("--stack", default="Autoremediate", help="stack name")
+    letters.set_defaults(run=_dead_letters)
+
     validate = commands.add_parser(
         "validate",
         help="validate a policy file exactly as `cdk synth` does",
@@ -121,6 +135,24 @@ def _revert(args: argparse.Namespace) -> int:
     print(f"reverted {args.event_id} as {record.event_id}:")
     for change in record.changes:
         print(f"  {change}")
+    return EXIT_OK
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from remediators.cli.operator import dead_letters, replay, stack_outputs
+
+    letters = dead_letters(args.stack, hold=args.replay)
+    for letter in letters:
+        detail = letter.event.get("detail", {}) if isinstance(letter.event, dict) else {}
+        print(
+            f"{letter.queue:9} {letter.event.get('id', '?')}  alarm "
+            f"{detail.get('alarmName', '?')}: {letter.error or 'no error recorded'}"
+        )
+    if args.replay and letters:
+        count = replay(letters, stack_outputs(args.stack)["RemediatorFunctionName"])
+        print(f"replayed {count} events")
+    elif not letters:
+        print("no dead letters")
     return EXIT_OK
 
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,11 +21,15 @@ from remediators.core.settings import Settings
 
 __all__ = [
     "DEFAULT_STACK",
+    "DeadLetter",
+    "dead_letters",
     "deployed_settings",
     "format_history",
     "history",
     "parse_since",
+    "replay",
     "revert_action",
+    "stack_outputs",
 ]
 
 DEFAULT_STACK = "Autoremediate"
@@ -33,8 +39,8 @@ class StackNotFound(AutoremediateError):
     """The named stack (or its remediator function) is not deployed where the caller looks."""
 
 
-def deployed_settings(stack_name: str = DEFAULT_STACK) -> Settings:
-    """The remediator's settings, read from the deployed function's environment."""
+def stack_outputs(stack_name: str = DEFAULT_STACK) -> dict[str, str]:
+    """The outputs of a deployed autoremediate stack."""
     try:
         stack = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     except Exception as error:
@@ -42,10 +48,82 @@ def deployed_settings(stack_name: str = DEFAULT_STACK) -> Settings:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     if "RemediatorFunctionName" not in outputs:
         raise StackNotFound(f"stack {stack_name!r} is not an autoremediate stack")
+    return outputs
+
+
+def deployed_settings(stack_name: str = DEFAULT_STACK) -> Settings:
+    """The remediator's settings, read from the deployed function's environment."""
     variables = boto3.client("lambda").get_function_configuration(
-        FunctionName=outputs["RemediatorFunctionName"]
+        FunctionName=stack_outputs(stack_name)["RemediatorFunctionName"]
     )["Environment"]["Variables"]
     return Settings.from_env(dict(variables))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that could not be delivered or handled, with the error that stopped it."""
+
+    queue: str  # "function" (failed after Lambda's retries) or "rule" (undeliverable)
+    event: dict[str, Any]
+    error: str
+    receipt_handle: str
+    queue_url: str
+
+
+def dead_letters(stack_name: str = DEFAULT_STACK, hold: bool = False) -> list[DeadLetter]:
+    """The messages waiting in the stack's dead-letter queues. Listing leaves them visible;
+    `hold` hides them from other readers for a minute (while they are being replayed)."""
+    queues = json.loads(stack_outputs(stack_name)["DeadLetterQueues"])
+    sqs = boto3.client("sqs")
+    letters: dict[str, DeadLetter] = {}
+    for queue, url in sorted(queues.items()):
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=60 if hold else 0,
+            ).get("Messages", [])
+            new = [m for m in batch if m["MessageId"] not in letters]
+            if not new:
+                break
+            for message in new:
+                attributes = message.get("MessageAttributes", {})
+                error = " ".join(
+                    attributes[key]["StringValue"]
+                    for key in ("ErrorCode", "ErrorMessage", "ERROR_CODE", "ERROR_MESSAGE")
+                    if key in attributes
+                )
+                letters[message["MessageId"]] = DeadLetter(
+                    queue=queue,
+                    event=json.loads(message["Body"]),
+                    error=error,
+                    receipt_handle=message["ReceiptHandle"],
+                    queue_url=url,
+                )
+    return list(letters.values())
+
+
+def replay(
+    letters: list[DeadLetter],
+    function_name: str,
+    invoke: Callable[[str, dict[str, Any]], None] | None = None,
+) -> int:
+    """Deliver each event to the remediator again (asynchronously, as EventBridge does), then
+    delete it from its queue. Safe to repeat: an event id that already acted acts no more."""
+    send = invoke or _invoke_async
+    for letter in letters:
+        send(function_name, letter.event)
+        boto3.client("sqs").delete_message(
+            QueueUrl=letter.queue_url, ReceiptHandle=letter.receipt_handle
+        )
+    return len(letters)
+
+
+def _invoke_async(function_name: str, event: dict[str, Any]) -> None:
+    boto3.client("lambda").invoke(
+        FunctionName=function_name, InvocationType="Event", Payload=json.dumps(event).encode()
+    )
 
 
 def history(settings: Settings, since: timedelta, resource: str | None = None) -> list[AuditRecord]:

@@ -30,16 +30,25 @@ from remediators.cli.deploy import (
 )
 from remediators.cli.lambda_runtime import LambdaRuntime
 from remediators.cli.local_aws import LocalAws
-from remediators.cli.operator import deployed_settings, format_history, history, revert_action
-from remediators.cli.routing import Router
+from remediators.cli.operator import (
+    dead_letters,
+    deployed_settings,
+    format_history,
+    history,
+    replay,
+    revert_action,
+)
+from remediators.cli.routing import Route, Router
 from remediators.cli.scenario import (
     EventStep,
+    FaultStep,
     FireStep,
     ForceRevertStep,
     HistoryStep,
     KillSwitchStep,
     OkStep,
     RedeliverStep,
+    ReplayStep,
     RevertStep,
     Scenario,
     ScenarioError,
@@ -47,6 +56,7 @@ from remediators.cli.scenario import (
 )
 from remediators.core import clock
 from remediators.core.audit import AuditStore
+from remediators.core.aws import client
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
 from remediators.core.revert import RevertRefused
 from remediators.core.verify import SCHEDULE_GROUP
@@ -202,6 +212,7 @@ class _Playback:
         self.router = Router()
         self.audit = AuditStore(stack.outputs["AuditTableName"])
         self.delivered: list[dict[str, Any]] = []
+        self.faults: list[tuple[Any, str, Callable[..., None]]] = []
 
     def run(self) -> None:
         """Create the resources, play every step, read the resources back."""
@@ -214,8 +225,12 @@ class _Playback:
                 f"{self.scenario.name}: cannot create its resources: {error}"
             ) from None
         self.report.resources_before = self._read_resources()
-        for step in self.scenario.steps:
-            _STEPS[type(step)](self, step)
+        try:
+            for step in self.scenario.steps:
+                _STEPS[type(step)](self, step)
+        finally:
+            for events, name, hook in self.faults:
+                events.unregister(name, hook)
         self.report.resources_after = self._read_resources()
 
     def _read_resources(self) -> dict[str, Any]:
@@ -224,9 +239,11 @@ class _Playback:
             self.report.note("resource", f"table {name}: {json.dumps(table, sort_keys=True)}")
         return state
 
-    def _deliver(self, event: dict[str, Any]) -> None:
+    def _deliver(self, event: dict[str, Any], routes: list[Route] | None = None) -> None:
+        """Deliver by the deployed rules (or straight to `routes`, as a replay does)."""
         self.delivered.append(event)
-        result = _deliver(event, self.router, self.runtime, self.audit, self.inbox)
+        routes = self.router.route(event) if routes is None else routes
+        result = _deliver(event, routes, self.runtime, self.audit, self.inbox)
         self.report.events.append(result)
         self.report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
 
@@ -315,6 +332,42 @@ class _Playback:
         else:
             self.report.note("operator", f"{command}: {'; '.join(record.changes)}")
 
+    def _inject_fault(self, step: FaultStep) -> None:
+        """Make the remediator's next calls fail with the real botocore error (in-process)."""
+        fault = step.inject_fault
+        service, operation = fault.call.split(".")
+        remediator_client = client(service)  # the cached client the handler uses
+        remaining = [fault.times]
+
+        def fail(**_: Any) -> None:
+            if remaining[0] > 0:
+                remaining[0] -= 1
+                raise ClientError(
+                    {"Error": {"Code": fault.error, "Message": "injected by the simulator"}},
+                    operation,
+                )
+
+        service_id = remediator_client.meta.service_model.service_id.hyphenize()
+        name = f"before-call.{service_id}.{operation}"
+        remediator_client.meta.events.register(name, fail)
+        self.faults.append((remediator_client.meta.events, name, fail))
+        self.report.note("step", f"inject fault: next {fault.times} {fault.call} -> {fault.error}")
+
+    def _replay(self, step: ReplayStep) -> None:
+        letters = dead_letters(self.stack.name, hold=True)
+        self.report.note("operator", f"remediate dead-letters --replay: {len(letters)} events")
+        for letter in letters:
+            self.report.note("operator", f"dead letter ({letter.queue}): {letter.error}")
+        function = self.stack.outputs["RemediatorFunctionName"]
+        arn = boto3.client("lambda").get_function_configuration(FunctionName=function)[
+            "FunctionArn"
+        ]
+        replay(
+            letters,
+            function,
+            invoke=lambda _, event: self._deliver(event, [Route("dead-letter replay", arn)]),
+        )
+
     def _history(self, step: HistoryStep) -> None:
         records = history(deployed_settings(self.stack.name), step.history)
         self.report.note("operator", f"remediate history --since {format_duration(step.history)}:")
@@ -332,6 +385,8 @@ _STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
     RevertStep: _Playback._revert,
     ForceRevertStep: _Playback._revert,
     HistoryStep: _Playback._history,
+    FaultStep: _Playback._inject_fault,
+    ReplayStep: _Playback._replay,
 }
 
 
@@ -372,7 +427,7 @@ class _Inbox:
 
 def _deliver(
     event: dict[str, Any],
-    router: Router,
+    routes: list[Route],
     runtime: LambdaRuntime,
     audit: AuditStore,
     inbox: _Inbox,
@@ -386,7 +441,6 @@ def _deliver(
         state=state.get("value") if isinstance(state, dict) else None,
         outcome="unmatched",
     )
-    routes = router.route(event)
     result.routes = [route.rule for route in routes]
     for route in routes:
         invocation = runtime.invoke_async(route.target_arn, event)

@@ -163,6 +163,26 @@ class ForceRevertStep(_Spec):
     force_revert: str
 
 
+class Fault(_Spec):
+    """Make the next `times` calls of `call` (client.Operation) fail with the real error."""
+
+    call: str = Field(pattern=r"^[a-z0-9-]+\.[A-Za-z]+$")
+    error: str = "InternalServerError"
+    times: int = Field(default=1, ge=1)
+
+
+class FaultStep(_Spec):
+    """Inject a fault into the remediator's AWS calls (the simulator runs it in-process)."""
+
+    inject_fault: Fault
+
+
+class ReplayStep(_Spec):
+    """`remediate dead-letters --replay`: deliver the dead-lettered events again."""
+
+    replay: Literal["dead_letters"]
+
+
 class HistoryStep(_Spec):
     """Print `remediate history --since DURATION`."""
 
@@ -186,13 +206,16 @@ Step = Annotated[
     | Annotated[KillSwitchStep, Tag("kill_switch")]
     | Annotated[RevertStep, Tag("revert")]
     | Annotated[ForceRevertStep, Tag("force_revert")]
-    | Annotated[HistoryStep, Tag("history")],
+    | Annotated[HistoryStep, Tag("history")]
+    | Annotated[FaultStep, Tag("inject_fault")]
+    | Annotated[ReplayStep, Tag("replay")],
     Discriminator(
         _step_kind,
         custom_error_type="step",
         custom_error_message="a step is one of `fire: ALARM`, `ok: ALARM`, `event: FILE.json`, "
         "`redeliver: latest`, `wait: 2h`, `kill_switch: enabled|disabled`, `revert: latest|ID`, "
-        "`force_revert: latest|ID`, `history: 1d`",
+        "`force_revert: latest|ID`, `history: 1d`, `inject_fault: {call, error, times}`, "
+        "`replay: dead_letters`",
     ),
 ]
 

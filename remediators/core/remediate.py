@@ -102,12 +102,14 @@ class Remediator:
                 base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found", policy
             )
         except Exception as error:
+            # Lambda retries a failed event: tell the operators once, not once per attempt.
+            previous = self.audit.get(event.id)
             self._finish(
                 base | {"error": f"{type(error).__name__}: {error}"},
                 Outcome.FAILED,
                 None,
                 policy,
-                notify=True,
+                notify=previous is None or previous.outcome is not Outcome.FAILED,
                 escalated=True,
             )
             raise

@@ -118,3 +118,44 @@ def test_history_with_a_bad_since_or_stack_exits_2(
     err = capsys.readouterr().err
     assert "is not a duration" in err
     assert "stack 'NoSuchStack' not found" in err
+
+
+def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
+    function_env: dict[str, str],
+    deployed: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqs = boto3.client("sqs")
+    queue = __import__("json").loads(deployed.outputs["DeadLetterQueues"])["function"]
+    event = load_event("single_metric")
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody=__import__("json").dumps(event),
+        MessageAttributes={
+            "ErrorCode": {"DataType": "String", "StringValue": "Unhandled"},
+            "ErrorMessage": {"DataType": "String", "StringValue": "ActionError: boom"},
+        },
+    )
+    invoked: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        "remediators.cli.operator._invoke_async",
+        lambda function, replayed: invoked.append((function, replayed["id"])),
+    )
+
+    assert main(["dead-letters"]) == 0
+    listing = capsys.readouterr().out
+    assert main(["dead-letters", "--replay"]) == 0
+    replayed = capsys.readouterr().out
+
+    assert f"function  {event['id']}  alarm orders-ddb-throttle: Unhandled ActionError: boom" in (
+        listing
+    )
+    assert "replayed 1 events" in replayed
+    assert invoked == [(deployed.outputs["RemediatorFunctionName"], event["id"])]
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+        == "0"
+    )
