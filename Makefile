@@ -2,6 +2,7 @@
 #   make demo   - the local simulation: every built-in scenario on moto
 #   make test   - the whole test suite
 #   make synth  - synthesize the stack from remediation.yaml (offline, no credentials)
+#   make bench  - run the benchmarks and rewrite docs/benchmarks.md (about 7 minutes)
 #   make lock   - re-resolve requirements.lock from pyproject.toml
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup demo test synth check lock clean
+.PHONY: setup demo test synth bench lock clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -34,6 +35,9 @@ test: setup
 
 synth: setup
 	cdk synth --quiet
+
+bench: setup
+	$(BIN)/python -m bench.run
 
 lock:
 	rm -rf /tmp/autoremediate-lock && $(PYTHON) -m venv /tmp/autoremediate-lock

@@ -53,7 +53,8 @@ class RemediationStack(Stack):
         audit.grant_record_and_query(remediator.function)
         guardrails.grant_to(remediator.function)
         verification.grant_to(remediator.function, [p.alarm for p in policy_file.policies])
-        # A policy that takes its table from the alarm may change any table: never our own.
+        # A policy that takes its target from the alarm may change any table or function of
+        # the account: never our own.
         remediator.role.add_to_policy(
             iam.PolicyStatement(
                 effect=iam.Effect.DENY,
@@ -63,6 +64,22 @@ class RemediationStack(Stack):
                     for table in (audit.table, guardrails.locks, guardrails.idempotency)
                 ],
             )
+        )
+        # A separate policy: the function's ARN in its own role's default policy is a cycle.
+        iam.Policy(
+            self,
+            "RemediatorSelfProtection",
+            roles=[remediator.role],
+            statements=[
+                iam.PolicyStatement(
+                    effect=iam.Effect.DENY,
+                    actions=[
+                        "lambda:UpdateFunctionConfiguration",
+                        "lambda:PutFunctionConcurrency",
+                    ],
+                    resources=[remediator.function.function_arn],
+                )
+            ],
         )
         for topic in notifications.topics.values():
             topic.grant_publish(remediator.function)

@@ -1,5 +1,6 @@
 """Remediation actions. Importing this package registers every action by name."""
 
 from remediators.actions.dynamodb_scale_capacity import ScaleCapacity
+from remediators.actions.lambda_raise_timeout import RaiseTimeout
 
-__all__ = ["ScaleCapacity"]
+__all__ = ["RaiseTimeout", "ScaleCapacity"]

@@ -9,7 +9,6 @@ dynamic scale-out is suspended (the scaler would not use the room).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -19,6 +18,7 @@ from remediators.core import clock
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmDetail
+from remediators.core.limits import scale_up
 from remediators.core.registry import Action, Params, Permission, Plan, Target, register
 
 __all__ = ["DYNAMODB_TABLE_QUOTA", "ScaleCapacity", "ScaleCapacityParams", "TableTarget"]
@@ -105,7 +105,8 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
 
     def read_back(self) -> dict[str, Any]:
         # UpdateTable is asynchronous: wait (bounded) for ACTIVE before reading what was set.
-        return self._read_state(wait_active=True)
+        # A table that had no scalable target when planned has none now: no second lookup.
+        return self._read_state(wait_active=True, autoscaling=self._had_autoscaling)
 
     def plan(self) -> Plan:
         before = self._read_state()
@@ -123,17 +124,17 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 key = f"{unit}:{dimension}"
                 scaling = before["autoscaling"].get(key)
                 if scaling is None:
-                    new = _scaled(current, self.params.factor, cap)
+                    new = scale_up(current, self.params.factor, cap)
                     if new != current:
                         after["capacity"][unit][dimension] = new
                         changes.append(f"{unit} {dimension} capacity {current} -> {new}")
                     continue
                 # The scaler owns this capacity: give it room above, and set the floor only
                 # when it will not scale out by itself (scale-out suspended).
-                new_max = _scaled(scaling["max"], self.params.factor, cap)
+                new_max = scale_up(scaling["max"], self.params.factor, cap)
                 new_min = scaling["min"]
                 if scaling["scale_out_suspended"]:
-                    new_min = max(new_min, min(_scaled(current, self.params.factor, cap), new_max))
+                    new_min = max(new_min, min(scale_up(current, self.params.factor, cap), new_max))
                 for bound, old, new in (
                     ("max", scaling["max"], new_max),
                     ("min", scaling["min"], new_min),
@@ -211,7 +212,9 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 MaxCapacity=bounds["max"],
             )
 
-    def _read_state(self, wait_active: bool = False) -> dict[str, Any]:
+    _had_autoscaling = True  # until a read shows otherwise
+
+    def _read_state(self, wait_active: bool = False, autoscaling: bool = True) -> dict[str, Any]:
         """Capacity per table/GSI and dimension, billing mode, status and autoscaling bounds."""
         table = self.target.table
         for _ in range(_ACTIVE_POLLS if wait_active else 1):
@@ -236,8 +239,9 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             "capacity": capacity,
             "autoscaling": {},
         }
-        if billing != "PAY_PER_REQUEST":
+        if billing != "PAY_PER_REQUEST" and autoscaling:
             state["autoscaling"] = self._read_autoscaling(list(capacity))
+            self._had_autoscaling = bool(state["autoscaling"])
         return state
 
     def _read_autoscaling(self, units: list[str]) -> dict[str, dict[str, int]]:
@@ -259,12 +263,6 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 ),
             }
         return bounds
-
-
-def _scaled(current: int, factor: float, cap: int) -> int:
-    """`current` times `factor`, rounded up, at most `cap`, never below `current`."""
-    # Round first: 100 * 1.1 is 110.00000000000001 in binary floating point.
-    return max(current, min(math.ceil(round(current * factor, 6)), cap))
 
 
 def _bounds(scaling: dict[str, Any] | None) -> tuple[int, int] | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from datetime import timedelta
 from typing import Any
 
 import boto3
 
-from remediators.cli.scenario import AlarmSpec, MetricSpec, Resources, TableSpec
+from remediators.cli.scenario import AlarmSpec, FunctionSpec, MetricSpec, Resources, TableSpec
 from remediators.core import clock
 
 __all__ = ["create_alarms", "create_resources", "put_metrics", "read_resources", "read_table"]
@@ -17,6 +20,8 @@ def create_resources(resources: Resources) -> None:
     """Create every resource the scenario lists."""
     for table in resources.dynamodb_tables:
         _create_table(table)
+    for function in resources.lambda_functions:
+        _create_function(function)
 
 
 def read_resources(resources: Resources) -> dict[str, Any]:
@@ -24,8 +29,17 @@ def read_resources(resources: Resources) -> dict[str, Any]:
     return {
         "dynamodb_tables": {
             table.name: read_table(table.name) for table in resources.dynamodb_tables
-        }
+        },
+        "lambda_functions": {
+            function.name: read_function(function.name) for function in resources.lambda_functions
+        },
     }
+
+
+def read_function(name: str) -> dict[str, Any]:
+    """Timeout and memory of a function."""
+    config = boto3.client("lambda").get_function_configuration(FunctionName=name)
+    return {"timeout": config["Timeout"], "memory": config["MemorySize"]}
 
 
 def read_table(name: str) -> dict[str, Any]:
@@ -101,6 +115,36 @@ def put_metrics(metrics: list[MetricSpec]) -> None:
                 for i, value in enumerate(series.values)
             ],
         )
+
+
+def _create_function(function: FunctionSpec) -> None:
+    role = boto3.client("iam").create_role(
+        RoleName=f"{function.name}-role",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    boto3.client("lambda").create_function(
+        FunctionName=function.name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": code.getvalue()},
+        Timeout=function.timeout,
+        MemorySize=function.memory,
+    )
 
 
 def _create_table(table: TableSpec) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class EventResult:
     audit: dict[str, Any] | None = None
     notifications: list[dict[str, str]] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
+    # Delivery to the last handler's return (the change read back, when there is one).
+    elapsed_ms: float = 0.0
 
     @property
     def label(self) -> str:
@@ -235,8 +238,9 @@ class _Playback:
 
     def _read_resources(self) -> dict[str, Any]:
         state = resources.read_resources(self.scenario.resources)
-        for name, table in state["dynamodb_tables"].items():
-            self.report.note("resource", f"table {name}: {json.dumps(table, sort_keys=True)}")
+        for kind, label in (("dynamodb_tables", "table"), ("lambda_functions", "function")):
+            for name, value in state[kind].items():
+                self.report.note("resource", f"{label} {name}: {json.dumps(value, sort_keys=True)}")
         return state
 
     def _deliver(self, event: dict[str, Any], routes: list[Route] | None = None) -> None:
@@ -442,6 +446,7 @@ def _deliver(
         outcome="unmatched",
     )
     result.routes = [route.rule for route in routes]
+    begun = time.perf_counter()
     for route in routes:
         invocation = runtime.invoke_async(route.target_arn, event)
         result.attempts += invocation.attempts
@@ -465,6 +470,7 @@ def _deliver(
         result.target, result.changes = record.target, record.changes
         result.before, result.after = record.before, record.after
         result.error = result.error or record.error
+    result.elapsed_ms = (time.perf_counter() - begun) * 1000
     result.notifications = inbox.drain()
     return result
 
@@ -506,20 +512,24 @@ def _check(scenario: Scenario, report: Report) -> list[Check]:
             for wanted, event in zip(expected_outcomes, report.events, strict=True)
         )
         checks.append(Check("outcomes", expected_outcomes, actual, passed))
-    tables = report.resources_after.get("dynamodb_tables", {})
-    for expected_table in scenario.expect.resources.dynamodb_tables:
-        state = tables.get(expected_table.name)
-        wanted = expected_table.model_dump(exclude_none=True, exclude={"name"})
-        wanted = {key: value for key, value in wanted.items() if value != {}}
-        actual_values = {key: (state or {}).get(key) for key in wanted}
-        checks.append(
-            Check(
-                f"dynamodb table {expected_table.name}",
-                wanted,
-                actual_values,
-                state is not None and actual_values == wanted,
+    for kind, label, expectations in (
+        ("dynamodb_tables", "dynamodb table", scenario.expect.resources.dynamodb_tables),
+        ("lambda_functions", "lambda function", scenario.expect.resources.lambda_functions),
+    ):
+        states = report.resources_after.get(kind, {})
+        for expected in expectations:
+            state = states.get(expected.name)
+            wanted = expected.model_dump(exclude_none=True, exclude={"name"})
+            wanted = {key: value for key, value in wanted.items() if value != {}}
+            actual_values = {key: (state or {}).get(key) for key in wanted}
+            checks.append(
+                Check(
+                    f"{label} {expected.name}",
+                    wanted,
+                    actual_values,
+                    state is not None and actual_values == wanted,
+                )
             )
-        )
     return checks
 
 

@@ -77,17 +77,29 @@ class TableSpec(_Spec):
     autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
 
 
+class FunctionSpec(_Spec):
+    """A Lambda function to create (its code is never run)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    timeout: int = Field(default=3, ge=1, le=900)
+    memory: int = Field(default=128, ge=128, le=10240)
+
+
 class Resources(_Spec):
     """Resources created in the local AWS before the steps."""
 
     dynamodb_tables: list[TableSpec] = Field(default_factory=list)
+    lambda_functions: list[FunctionSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Resources:
-        names = [table.name for table in self.dynamodb_tables]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"table names must be unique; repeated: {', '.join(repeated)}")
+        for kind, names in (
+            ("table", [table.name for table in self.dynamodb_tables]),
+            ("function", [function.name for function in self.lambda_functions]),
+        ):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(repeated)}")
         return self
 
 
@@ -231,10 +243,19 @@ class TableExpectation(_Spec):
     autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
 
 
+class FunctionExpectation(_Spec):
+    """Configuration a function must have at the end (read back from the local AWS)."""
+
+    name: str
+    timeout: int | None = None
+    memory: int | None = None
+
+
 class ResourceExpectations(_Spec):
     """Resource states expected at the end."""
 
     dynamodb_tables: list[TableExpectation] = Field(default_factory=list)
+    lambda_functions: list[FunctionExpectation] = Field(default_factory=list)
 
 
 OutcomeName = Literal[

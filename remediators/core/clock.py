@@ -16,6 +16,7 @@ __all__ = ["advance", "now", "sleep", "use_real_time", "use_simulated_time"]
 class _Clock:
     offset = timedelta(0)
     simulated = False
+    frozen_at: datetime | None = None
 
 
 _CLOCK = _Clock()
@@ -23,7 +24,7 @@ _CLOCK = _Clock()
 
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(UTC) + _CLOCK.offset
+    return (_CLOCK.frozen_at or datetime.now(UTC)) + _CLOCK.offset
 
 
 def sleep(seconds: float) -> None:
@@ -41,11 +42,13 @@ def advance(delta: timedelta) -> None:
     _CLOCK.offset += delta
 
 
-def use_simulated_time() -> None:
-    """Switch to simulated time, starting from now."""
+def use_simulated_time(frozen: bool = False) -> None:
+    """Switch to simulated time, starting from now; `frozen`: time moves only by `advance`
+    (deterministic runs such as the alarm-storm benchmark)."""
     _CLOCK.simulated = True
+    _CLOCK.frozen_at = datetime.now(UTC) if frozen else None
 
 
 def use_real_time() -> None:
     """Switch back to the system clock."""
-    _CLOCK.offset, _CLOCK.simulated = timedelta(0), False
+    _CLOCK.offset, _CLOCK.simulated, _CLOCK.frozen_at = timedelta(0), False, None

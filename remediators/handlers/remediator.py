@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 import remediators.actions  # noqa: F401  (registers the actions the policy file names)
 from remediators.core.audit import AuditRecord, AuditStore
+from remediators.core.aws import client
 from remediators.core.events import AlarmEvent
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
@@ -48,7 +49,10 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=24 * 3600,
     response_hook=cast(IdempotentHookFunction, _mark_duplicate),  # Protocol vs. a function
 )
-persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE_NAME"])
+# One DynamoDB client for idempotency and the actions (created at init, as boto3's would be).
+persistence = DynamoDBPersistenceLayer(
+    table_name=os.environ["IDEMPOTENCY_TABLE_NAME"], boto3_client=client("dynamodb")
+)
 
 
 @cache

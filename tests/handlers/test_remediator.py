@@ -18,7 +18,7 @@ from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
 from remediators.core.guardrails import ResourceLocks
-from tests.conftest import LambdaContext, load_event
+from tests.conftest import LambdaContext, create_function, load_event
 
 Handler = Any
 
@@ -511,3 +511,25 @@ def test_verification_records_success_quietly_when_the_alarm_left_alarm(
     assert result["verified"] is True
     assert _audit(function_env, event["id"]).escalated is False
     assert inbox() == []
+
+
+# --- lambda.raise_timeout through the handler ---------------------------------------------
+
+
+def test_a_timeout_alarm_raises_the_functions_timeout_and_records_it(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    create_function("api-handler", timeout=10)
+    event = _event(alarm="api-handler-timeouts")
+
+    result = handler(event, LambdaContext())
+
+    config = boto3.client("lambda").get_function_configuration(FunctionName="api-handler")
+    assert config["Timeout"] == 15
+    assert result["outcome"] == "applied"
+    record = _audit(function_env, event["id"])
+    assert (record.action, record.target) == ("lambda.raise_timeout", "lambda:function/api-handler")
+    assert record.before is not None
+    assert record.after is not None
+    assert (record.before["timeout"], record.after["timeout"]) == (10, 15)
+    assert inbox()[0]["Subject"] == "[autoremediate] Remediated lambda:function/api-handler"

@@ -56,7 +56,11 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
         "source": ["aws.cloudwatch"],
         "detail-type": ["CloudWatch Alarm State Change"],
         "detail": {
-            "alarmName": [{"prefix": "orders-ddb-throttle"}, "sessions-ddb-throttle"],
+            "alarmName": [
+                {"prefix": "orders-ddb-throttle"},
+                "sessions-ddb-throttle",
+                "api-handler-timeouts",
+            ],
             "state": {"value": ["ALARM", "OK"]},
         },
     }
@@ -122,7 +126,11 @@ def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: P
     assert top == ["policy.json", "remediators"]
     assert packages == ["actions", "core", "handlers"]  # no CLI, no simulator
     policy = json.loads((asset / "policy.json").read_text())
-    assert [p["name"] for p in policy["policies"]] == ["orders-throttling", "sessions-throttling"]
+    assert [p["name"] for p in policy["policies"]] == [
+        "orders-throttling",
+        "sessions-throttling",
+        "api-timeouts",
+    ]
 
 
 def test_the_audit_table_has_pitr_ttl_and_its_two_indexes(template: Template) -> None:
@@ -214,14 +222,31 @@ def test_register_scalable_target_is_limited_to_dynamodb(template_json: dict[str
     }
 
 
-def test_the_function_may_never_update_or_delete_its_own_tables(
+def test_the_function_may_never_change_its_own_tables_or_itself(
     template_json: dict[str, Any],
 ) -> None:
-    [deny] = [s for s in _statements(template_json) if s["Effect"] == "Deny"]
-    denied = sorted(r["Fn::GetAtt"][0] for r in _as_list(deny["Resource"]))
+    denies = [s for s in _statements(template_json) if s["Effect"] == "Deny"]
+    by_action = {
+        action: sorted(r["Fn::GetAtt"][0][:10] for r in _as_list(deny["Resource"]))
+        for deny in denies
+        for action in _as_list(deny["Action"])
+    }
 
-    assert sorted(_as_list(deny["Action"])) == ["dynamodb:DeleteTable", "dynamodb:UpdateTable"]
-    assert [name[:10] for name in denied] == ["AuditTable", "Guardrails", "Guardrails"]
+    assert by_action["dynamodb:UpdateTable"] == ["AuditTable", "Guardrails", "Guardrails"]
+    assert by_action["dynamodb:DeleteTable"] == ["AuditTable", "Guardrails", "Guardrails"]
+    assert by_action["lambda:UpdateFunctionConfiguration"] == ["Remediator"]
+
+
+def test_update_function_configuration_is_granted_on_the_named_function_only(
+    template_json: dict[str, Any],
+) -> None:
+    [statement] = [
+        s
+        for s in _statements(template_json)
+        if s["Effect"] == "Allow" and "lambda:UpdateFunctionConfiguration" in _as_list(s["Action"])
+    ]
+
+    assert statement["Resource"]["Fn::Join"][1][-1] == ":function:api-handler"
 
 
 def test_the_kill_switch_parameter_is_created_enabled(template: Template) -> None:
@@ -378,6 +403,7 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
         "Fn::GetAtt"
     ][0].startswith("RemediatorFunction")
     assert sorted(r["Fn::Join"][1][-1] for r in describe["Resource"]) == [
+        ":alarm:api-handler-timeouts",
         ":alarm:orders-ddb-throttle*",
         ":alarm:sessions-ddb-throttle",
     ]

@@ -35,6 +35,13 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "cooldown",
         "missing-table",
         "bad-events",
+        "duplicate-delivery",
+        "kill-switch",
+        "flapping-alarm",
+        "revert-and-history",
+        "unresolved-alarm",
+        "dead-letter-replay",
+        "timing-out-function",
     } <= set(BUILT_IN)
 
 
@@ -65,12 +72,22 @@ def test_throttled_table_reads_before_and_after_back_from_the_local_aws(
     ]
 
 
+def test_the_unresolved_alarm_is_verified_and_escalated_by_its_schedule(
+    simulator: Simulator,
+) -> None:
+    report = _run(simulator, "unresolved-alarm")
+
+    [verification] = report.verifications
+    assert verification["verified"] is False
+    assert verification["event_id"] == report.events[0].event_id
+
+
 def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     simulator: Simulator, tmp_path: Path
 ) -> None:
     scenario = tmp_path / "fails.yaml"
     scenario.write_text(
-        f"name: fails\npolicy: {BUILT_IN['throttled-table'].parent / 'policies/tables.yaml'}\n"
+        f"name: fails\npolicy: {BUILT_IN['throttled-table'].parent / 'policies/built-in.yaml'}\n"
         "resources: {dynamodb_tables: [{name: orders}]}\n"
         "alarms: [{name: orders-ddb-throttle-x, namespace: AWS/DynamoDB,"
         " metric: WriteThrottleEvents, dimensions: {TableName: orders}}]\n"
@@ -124,7 +141,8 @@ def test_unmet_expectations_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture
     scenario = tmp_path / "wrong.yaml"
     scenario.write_text(
         text.replace(
-            "policies/tables.yaml", str(BUILT_IN["table-at-cap"].parent / "policies/tables.yaml")
+            "policies/built-in.yaml",
+            str(BUILT_IN["table-at-cap"].parent / "policies/built-in.yaml"),
         )
     )
 
@@ -199,7 +217,7 @@ def test_an_unreadable_event_file_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "bad.json").write_text("{not json")
-    policy = BUILT_IN["throttled-table"].parent / "policies/tables.yaml"
+    policy = BUILT_IN["throttled-table"].parent / "policies/built-in.yaml"
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(f"name: x\npolicy: {policy}\nsteps: [{{event: bad.json}}]\n")
 
@@ -220,7 +238,7 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
     from tests.conftest import ROOT
 
     assert main(["validate", str(ROOT / "remediation.yaml")]) == 0
-    assert "valid, 2 policies" in capsys.readouterr().out
+    assert "valid, 3 policies" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies: []\n")
     assert main(["validate", str(bad)]) == 2

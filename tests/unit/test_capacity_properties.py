@@ -13,9 +13,9 @@ from remediators.actions.dynamodb_scale_capacity import (
     ScaleCapacity,
     ScaleCapacityParams,
     TableTarget,
-    _scaled,
 )
 from remediators.core.aws import reset_clients
+from remediators.core.limits import scale_up
 
 capacities = st.integers(min_value=1, max_value=DYNAMODB_TABLE_QUOTA)
 factors = st.floats(min_value=1.01, max_value=10.0, allow_nan=False)
@@ -25,19 +25,19 @@ factors = st.floats(min_value=1.01, max_value=10.0, allow_nan=False)
 def test_scaling_never_passes_the_cap_unless_already_past_it(
     current: int, factor: float, cap: int
 ) -> None:
-    new = _scaled(current, factor, cap)
+    new = scale_up(current, factor, cap)
 
     assert new <= max(cap, current)
 
 
 @given(current=capacities, factor=factors, cap=capacities)
 def test_scaling_never_lowers_capacity(current: int, factor: float, cap: int) -> None:
-    assert _scaled(current, factor, cap) >= current
+    assert scale_up(current, factor, cap) >= current
 
 
 @given(current=capacities, factor=factors)
 def test_with_room_scaling_always_adds_at_least_one_unit(current: int, factor: float) -> None:
-    assert _scaled(current, factor, DYNAMODB_TABLE_QUOTA + current * 11) > current
+    assert scale_up(current, factor, DYNAMODB_TABLE_QUOTA + current * 11) > current
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
