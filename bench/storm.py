@@ -123,15 +123,26 @@ def run() -> dict[str, Any]:
 
 
 def _storm(info: dict[str, Any]) -> dict[str, Any]:
-    import boto3
-
-    from remediators.core import clock
     from remediators.core.aws import reset_clients
 
+    saved = dict(os.environ)
     os.environ.update(
         info["environment"], LAMBDA_TASK_ROOT=info["task_root"], AWS_ENDPOINT_URL=info["endpoint"]
     )
     reset_clients()
+    try:
+        return _deliver_all(info)
+    finally:  # the server goes away with this figure: the next ones use their own
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_clients()
+
+
+def _deliver_all(info: dict[str, Any]) -> dict[str, Any]:
+    import boto3
+
+    from remediators.core import clock
+
     dynamodb = boto3.client("dynamodb")
     for index in range(TABLES):
         dynamodb.create_table(

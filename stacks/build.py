@@ -34,7 +34,9 @@ def build_app(policy_path: str | Path | None = None, outdir: str | None = None) 
 
     Raises PolicyFileError (naming the file, policy and field) for a bad policy file.
     """
-    app = App(outdir=outdir) if outdir else App()
+    # CloudFormation's own template rules (e.g. circular dependencies) fail synth, not deploy.
+    context = {"@aws-cdk/core:validateAgainstDefaultRules": True}
+    app = App(outdir=outdir, context=context) if outdir else App(context=context)
     policy_file = load_policy_file(
         policy_path or app.node.try_get_context("policy") or DEFAULT_POLICY_FILE
     )

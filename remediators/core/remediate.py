@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,8 @@ from remediators.core.registry import Action, Target
 from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
 
 __all__ = ["CIRCUIT_WINDOW", "RECOVERY_LOOKBACK", "Remediator"]
+
+logger = logging.getLogger(__name__)
 
 CIRCUIT_WINDOW = timedelta(days=1)
 # How far back a recovering alarm looks for the action to credit.
@@ -153,7 +156,10 @@ class Remediator:
         record = self._finish(base, Outcome.APPLIED, None, policy, notify=True)
         window = self.policies.verify_within(policy)
         if window:
-            self.scheduler.schedule_verification(record.event_id, record.recorded_at + window)
+            try:
+                self.scheduler.schedule_verification(record.event_id, record.recorded_at + window)
+            except Exception:  # the change is made and recorded: never fail (and retry) it
+                logger.exception("could not schedule the verification of %s", record.event_id)
         return record
 
     def verify(self, request: VerifyRequest) -> AuditRecord | None:
@@ -227,5 +233,8 @@ class Remediator:
         )
         self.audit.put(record)
         if notify and policy is not None:
-            self.notifier.notify(record, self.policies.channel(policy))
+            try:
+                self.notifier.notify(record, self.policies.channel(policy))
+            except Exception:  # the record is the source of truth; a lost message is logged
+                logger.exception("could not notify about %s", record.event_id)
         return record

@@ -533,3 +533,22 @@ def test_a_timeout_alarm_raises_the_functions_timeout_and_records_it(
     assert record.after is not None
     assert (record.before["timeout"], record.after["timeout"]) == (10, 15)
     assert inbox()[0]["Subject"] == "[autoremediate] Remediated lambda:function/api-handler"
+
+
+def test_a_lost_notification_or_schedule_never_fails_an_applied_change(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    event = _event()
+
+    def refuse(**kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "down"}}, "Publish")
+
+    client("sns").meta.events.register("before-call.sns.Publish", refuse)
+    client("scheduler").meta.events.register("before-call.scheduler.CreateSchedule", refuse)
+
+    result = handler(event, LambdaContext())
+
+    assert result["outcome"] == "applied"
+    assert _audit(function_env, event["id"]).outcome is Outcome.APPLIED
+    assert _capacity() == (10, 10)

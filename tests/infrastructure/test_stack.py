@@ -424,3 +424,20 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
             }
         },
     )
+
+
+def test_a_circular_dependency_fails_synth_not_deploy(tmp_path: Path) -> None:
+    from aws_cdk import aws_iam as iam
+
+    from stacks.build import build_app
+
+    app = build_app(ROOT / "remediation.yaml", outdir=str(tmp_path))
+    stack = app.node.find_child("Autoremediate")
+    remediator = stack.node.find_child("Remediator")
+    function = remediator.node.find_child("Function")
+    remediator.node.find_child("Role").add_to_policy(
+        iam.PolicyStatement(actions=["lambda:GetFunction"], resources=[function.function_arn])
+    )
+
+    with pytest.raises(RuntimeError, match="Circular"):
+        app.synth()
