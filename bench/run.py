@@ -98,7 +98,8 @@ def render(f: dict[str, Any], total_s: float) -> str:
         f"| actions the guardrails allow (independent model) | {st['expected_applied']} |",
         f"| outcomes | {', '.join(f'{k}: {v:,}' for k, v in st['outcomes'].items())} |",
         f"| events per second (on moto over loopback) | {st['events_per_second']:.1f} |",
-        "| handler process RSS at 0 / 2,500 / 5,000 / 7,500 / 10,000 events | "
+        "| RSS of the process running the handler (moto is in a child; this process also ran "
+        "the earlier figures) at 0 / 2,500 / 5,000 / 7,500 / 10,000 events | "
         + " / ".join(f"{v:.1f}" for v in st["rss_mb"].values())
         + " MB |",
         f"| peak RSS | {st['peak_rss_mb']:.1f} MB |",

@@ -95,6 +95,24 @@ def _parser() -> argparse.ArgumentParser:
     letters.add_argument("--stack", default="Autoremediate", help="stack name")
     letters.set_defaults(run=_dead_letters)
 
+    explain = commands.add_parser(
+        "explain",
+        help="which rule and policy an event matches, and what would happen (a dry run)",
+        description="Match an EventBridge event against the deployed stack's rules and the "
+        "policy file, then find what the remediator would do with reads only: kill switch, "
+        "cooldown, circuit breaker, and the action's plan. Nothing is changed. Without "
+        "--simulate it reads the account with your credentials; with --simulate, a local AWS "
+        "where the stack is deployed from the policy file.",
+        epilog="examples:\n  remediate explain event.json\n"
+        "  remediate explain event.json --policy remediation.yaml --simulate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument("event", metavar="EVENT.json", type=Path)
+    explain.add_argument("--policy", type=Path, default=Path("remediation.yaml"))
+    explain.add_argument("--simulate", action="store_true", help="against a local AWS (moto)")
+    explain.add_argument("--stack", default="Autoremediate", help="stack name")
+    explain.set_defaults(run=_explain)
+
     validate = commands.add_parser(
         "validate",
         help="validate a policy file exactly as `cdk synth` does",
@@ -104,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", nargs="?", default="remediation.yaml")
     validate.set_defaults(run=_validate)
     return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import remediators.actions  # noqa: F401  (registers the actions)
+    from remediators.cli.explain import explain
+
+    print(explain(args.event, args.policy, args.stack, simulate=args.simulate))
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +39,19 @@ RECOVERY_LOOKBACK = timedelta(days=7)
 _ESCALATE = frozenset({"at_cap", "circuit_open"})
 
 
+_RECOVERY = "recovery"  # an OK event: credit the last action instead of acting
+
+
+@dataclass
+class _Step:
+    """Where `_assess` got to: the audit fields so far, and either a stop or an action."""
+
+    fields: dict[str, Any]
+    policy: Policy | None = None
+    action: Action[Any, Any] | None = None
+    stop: str | None = None
+
+
 class Remediator:
     """Turns alarm events into at most one action each, and always into one audit record."""
 
@@ -58,32 +72,15 @@ class Remediator:
         self.locks = locks
         self.scheduler = scheduler
 
-    def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
+    def handle(self, event: AlarmEvent) -> AuditRecord:
         """Remediate one event. A failure is recorded and notified, then re-raised so that
         Lambda retries the event and finally sends it to the dead-letter queue."""
-        alarm = event.detail
-        base: dict[str, Any] = {
-            "event_id": event.id,
-            "alarm": alarm.alarm_name,
-            "alarm_state": alarm.state.value.value,
-            "started_at": clock.now(),
-        }
-        if alarm.state.value is AlarmStateValue.OK:
-            return self._recovery(base, alarm)
-        if alarm.state.value is not AlarmStateValue.ALARM:
-            return self._finish(base, Outcome.SKIPPED, "not_alarm")
-        policy = self.policies.policy_for_alarm(alarm.alarm_name)
-        if policy is None:
-            return self._finish(base, Outcome.SKIPPED, "no_policy")
-        base |= {"policy": policy.name, "action": policy.action}
-        target: Target | None = policy.target or policy.action_class.target_from_alarm(alarm)
-        if target is None:
-            return self._finish(base, Outcome.SKIPPED, "no_target", policy)
-        base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
-        if not self.kill_switch.enabled():
-            return self._finish(base, Outcome.SKIPPED, "disabled", policy)
-
-        action = policy.action_class(target, policy.params)
+        step = self._assess(event)
+        if step.stop == _RECOVERY:
+            return self._recovery(step.fields, event.detail)
+        if step.stop or step.action is None or step.policy is None:
+            return self._finish(step.fields, Outcome.SKIPPED, step.stop, step.policy)
+        policy, action, base = step.policy, step.action, step.fields
         try:
             if self.policies.dry_run(policy):
                 plan = action.plan()
@@ -96,7 +93,7 @@ class Remediator:
                 return self._finish(
                     base, Outcome.SKIPPED, plan.skip_reason or "dry_run", policy, notify=True
                 )
-            with self.locks.hold(target.resource_key, owner=event.id) as held:
+            with self.locks.hold(base["target"], owner=event.id) as held:
                 if not held:
                     return self._finish(base, Outcome.SKIPPED, "locked", policy)
                 return self._act(base, policy, action)
@@ -117,24 +114,86 @@ class Remediator:
             )
             raise
 
-    def _act(self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]) -> AuditRecord:
-        """Cooldown, circuit breaker, plan (caps), apply: under the resource's lock."""
+    def explain(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
+        """What `handle` would record for `event`, found with reads only: nothing is changed,
+        locked, recorded or notified. (An `applied` outcome means it would apply.)"""
+        step = self._assess(event)
+        base = step.fields
+        if step.stop == _RECOVERY:
+            return self._record(base, Outcome.SKIPPED, "recovered")
+        if step.stop or step.action is None or step.policy is None:
+            return self._record(base, Outcome.SKIPPED, step.stop)
+        try:
+            plan = step.action.plan()
+        except TargetNotFound as error:
+            return self._record(base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found")
+        base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
+        if self.policies.dry_run(step.policy):
+            return self._record(base | {"dry_run": True}, Outcome.SKIPPED, "dry_run")
+        blocked = self._gate(base, step.policy)
+        if blocked:
+            reason, note = blocked
+            return self._record(base | {"error": note}, Outcome.SKIPPED, reason)
+        if plan.skip_reason:
+            return self._record(
+                base | {"error": plan.note or None}, Outcome.SKIPPED, plan.skip_reason
+            )
+        return self._record(base, Outcome.APPLIED, None)
+
+    def _assess(self, event: AlarmEvent) -> _Step:
+        """Alarm state, policy, target and kill switch: the decisions before any lock."""
+        alarm = event.detail
+        base: dict[str, Any] = {
+            "event_id": event.id,
+            "alarm": alarm.alarm_name,
+            "alarm_state": alarm.state.value.value,
+            "started_at": clock.now(),
+        }
+        if alarm.state.value is AlarmStateValue.OK:
+            return _Step(base, stop=_RECOVERY)
+        if alarm.state.value is not AlarmStateValue.ALARM:
+            return _Step(base, stop="not_alarm")
+        policy = self.policies.policy_for_alarm(alarm.alarm_name)
+        if policy is None:
+            return _Step(base, stop="no_policy")
+        base |= {"policy": policy.name, "action": policy.action}
+        target: Target | None = policy.target or policy.action_class.target_from_alarm(alarm)
+        if target is None:
+            return _Step(base, policy, stop="no_target")
+        base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
+        if not self.kill_switch.enabled():
+            return _Step(base, policy, stop="disabled")
+        return _Step(base, policy, policy.action_class(target, policy.params))
+
+    def _gate(self, base: dict[str, Any], policy: Policy) -> tuple[str, str | None] | None:
+        """Cooldown and circuit breaker, from the audit trail: (reason, note) if blocked."""
         started = base["started_at"]
         cooldown = self.policies.cooldown(policy)
         recent = self.audit.applied_since(base["target"], started - max(cooldown, CIRCUIT_WINDOW))
         if any(r.policy == policy.name and r.recorded_at >= started - cooldown for r in recent):
-            return self._finish(base, Outcome.SKIPPED, "cooldown", policy)
+            return "cooldown", None
         in_window = [r for r in recent if r.recorded_at >= started - CIRCUIT_WINDOW]
         limit = self.policies.max_actions_per_day(policy)
         if len(in_window) >= limit:
-            note = f"{len(in_window)} changes to {base['target']} in 24 h (limit {limit})"
+            return (
+                "circuit_open",
+                f"{len(in_window)} changes to {base['target']} in 24 h (limit {limit})",
+            )
+        return None
+
+    def _act(self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]) -> AuditRecord:
+        """Cooldown, circuit breaker, plan (caps), apply: under the resource's lock."""
+        blocked = self._gate(base, policy)
+        if blocked:
+            reason, note = blocked
+            escalate = reason in _ESCALATE
             return self._finish(
                 base | {"error": note},
                 Outcome.SKIPPED,
-                "circuit_open",
+                reason,
                 policy,
-                notify=True,
-                escalated=True,
+                notify=escalate,
+                escalated=escalate,
             )
         plan = action.plan()
         base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
@@ -214,6 +273,10 @@ class Remediator:
         self.audit.put(record)
         return record
 
+    @staticmethod
+    def _record(fields: dict[str, Any], outcome: Outcome, reason: str | None) -> AuditRecord:
+        return AuditRecord(outcome=outcome, reason=reason, recorded_at=clock.now(), **fields)
+
     def _finish(
         self,
         fields: dict[str, Any],
@@ -224,13 +287,7 @@ class Remediator:
         notify: bool = False,
         escalated: bool = False,
     ) -> AuditRecord:
-        record = AuditRecord(
-            outcome=outcome,
-            reason=reason,
-            recorded_at=clock.now(),
-            escalated=escalated,
-            **fields,
-        )
+        record = self._record(fields | {"escalated": escalated}, outcome, reason)
         self.audit.put(record)
         if notify and policy is not None:
             try:

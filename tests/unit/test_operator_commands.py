@@ -9,7 +9,7 @@ import pytest
 
 from remediators.cli.main import main
 from remediators.core.audit import AuditStore, Outcome
-from tests.conftest import LambdaContext, load_event
+from tests.conftest import ROOT, LambdaContext, load_event
 
 
 @pytest.fixture
@@ -159,3 +159,59 @@ def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
         ]["ApproximateNumberOfMessages"]
         == "0"
     )
+
+
+def _event_file(tmp_path: Any, alarm: str = "orders-ddb-throttle") -> str:
+    event = load_event("single_metric")
+    event["detail"]["alarmName"] = alarm
+    path = tmp_path / "event.json"
+    path.write_text(__import__("json").dumps(event))
+    return str(path)
+
+
+def test_explain_names_the_rule_and_policy_and_plans_without_changing_anything(
+    function_env: dict[str, str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    boto3.client("dynamodb").create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+    )
+
+    assert main(["explain", _event_file(tmp_path), "--policy", str(ROOT / "remediation.yaml")]) == 0
+
+    out = capsys.readouterr().out
+    assert "matched rule Autoremediate-TriggersAlarmRule" in out
+    assert "policy orders-throttling: dynamodb.scale_capacity on dynamodb:table/orders" in out
+    assert "would apply: applied" in out
+    assert "change: table read capacity 5 -> 10" in out
+    assert _capacity() == (5, 5)
+    assert _records(function_env) == []
+
+
+def test_explain_shows_the_guardrail_that_would_stop_the_event(
+    applied: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", _event_file(tmp_path), "--policy", str(ROOT / "remediation.yaml")]) == 0
+
+    assert "would be recorded as: skipped:cooldown" in capsys.readouterr().out
+
+
+def test_explain_an_event_no_rule_matches(
+    function_env: dict[str, str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _event_file(tmp_path, alarm="somebody-elses-alarm")
+
+    assert main(["explain", path, "--policy", str(ROOT / "remediation.yaml")]) == 0
+
+    out = capsys.readouterr().out
+    assert "no deployed rule matches" in out
+    assert "skipped:no_policy" in out
+
+
+def test_explain_with_a_missing_event_file_exits_2(
+    function_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", "missing.json"]) == 2
+    assert "missing.json: cannot read event" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+"""`remediate explain EVENT.json`: which deployed rule and which policy an event matches, and
+what the remediator would do with it — found with reads only (a dry run), against the
+account (the caller's credentials) or, with `--simulate`, against the local AWS."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from remediators.cli.operator import DEFAULT_STACK, deployed_settings, stack_outputs
+from remediators.core.audit import AuditRecord, AuditStore
+from remediators.core.errors import AutoremediateError
+from remediators.core.events import AlarmEvent
+from remediators.core.guardrails import KillSwitch, ResourceLocks
+from remediators.core.notify import Notifier
+from remediators.core.policy import load_policy_file
+from remediators.core.remediate import Remediator
+from remediators.core.verify import Scheduler
+
+__all__ = ["explain"]
+
+
+def explain(
+    event_path: Path, policy_path: Path, stack_name: str = DEFAULT_STACK, simulate: bool = False
+) -> str:
+    """The explanation, as lines of text."""
+    event = _read_event(event_path)
+    policies = load_policy_file(policy_path)
+    with ExitStack() as stack:
+        where = "the account"
+        if simulate:
+            from remediators.cli.deploy import deploy, synthesize
+            from remediators.cli.local_aws import local_aws
+
+            aws = stack.enter_context(local_aws())
+            stack_name = deploy(synthesize(policy_path), aws).name
+            where = "the local AWS (moto): the account's resources are not there"
+        lines = [f"event {event.get('id', '?')} from {event_path}"]
+        lines += _rules(event, stack_name)
+        try:
+            alarm_event = AlarmEvent.model_validate(event)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            lines.append(f"not a well-formed alarm event: {problems}")
+            lines.append("would be recorded: invalid (nothing acts)")
+            return "\n".join(lines)
+        settings = deployed_settings(stack_name)
+        remediator = Remediator(
+            policies=policies,
+            audit=AuditStore(settings.audit_table),
+            notifier=Notifier({}),
+            kill_switch=KillSwitch(settings.kill_switch_parameter),
+            locks=ResourceLocks(settings.locks_table),
+            scheduler=Scheduler("", settings.scheduler_role_arn),
+        )
+        lines += _decision(remediator.explain(alarm_event), where)
+    return "\n".join(lines)
+
+
+def _read_event(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AutoremediateError(f"{path}: cannot read event: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise AutoremediateError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise AutoremediateError(f"{path}: an EventBridge event is a JSON object")
+    return data
+
+
+def _rules(event: dict[str, Any], stack_name: str) -> list[str]:
+    """The stack's deployed rules, matched as the simulator routes (moto's pattern matcher)."""
+    import boto3
+
+    from remediators.cli.routing import Router
+
+    stack_outputs(stack_name)  # a clear error when the stack is not there
+    paginator = boto3.client("cloudformation").get_paginator("list_stack_resources")
+    ours = sorted(
+        r["PhysicalResourceId"]
+        for page in paginator.paginate(StackName=stack_name)
+        for r in page["StackResourceSummaries"]
+        if r["ResourceType"] == "AWS::Events::Rule"
+    )
+    matched = sorted({route.rule for route in Router().route(event) if route.rule in ours})
+    if not matched:
+        return [f"no deployed rule matches ({', '.join(ours)}): the event would not be delivered"]
+    return [f"matched rule {name}: delivered to the remediator" for name in matched]
+
+
+def _decision(record: AuditRecord, where: str) -> list[str]:
+    lines = []
+    if record.policy:
+        target = f" on {record.target}" if record.target else ""
+        lines.append(f"policy {record.policy}: {record.action}{target}")
+    outcome = record.outcome.value + (f":{record.reason}" if record.reason else "")
+    verb = "would apply" if outcome == "applied" else "would be recorded as"
+    lines.append(f"{verb}: {outcome} (read from {where})")
+    if record.error:
+        lines.append(f"  because: {record.error}")
+    lines += [f"  {'planned' if outcome != 'applied' else 'change'}: {c}" for c in record.changes]
+    if record.before is not None:
+        lines.append(f"  before: {json.dumps(record.before, sort_keys=True)}")
+    return lines
