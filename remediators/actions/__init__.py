@@ -2,5 +2,6 @@
 
 from remediators.actions.dynamodb_scale_capacity import ScaleCapacity
 from remediators.actions.lambda_raise_timeout import RaiseTimeout
+from remediators.actions.lambda_rollback_alias import RollbackAlias
 
-__all__ = ["RaiseTimeout", "ScaleCapacity"]
+__all__ = ["RaiseTimeout", "RollbackAlias", "ScaleCapacity"]

@@ -37,9 +37,14 @@ def read_resources(resources: Resources) -> dict[str, Any]:
 
 
 def read_function(name: str) -> dict[str, Any]:
-    """Timeout and memory of a function."""
-    config = boto3.client("lambda").get_function_configuration(FunctionName=name)
-    return {"timeout": config["Timeout"], "memory": config["MemorySize"]}
+    """Timeout and memory of a function, and the version each alias serves."""
+    lambda_client = boto3.client("lambda")
+    config = lambda_client.get_function_configuration(FunctionName=name)
+    aliases = lambda_client.list_aliases(FunctionName=name)["Aliases"]
+    state: dict[str, Any] = {"timeout": config["Timeout"], "memory": config["MemorySize"]}
+    if aliases:
+        state["aliases"] = {alias["Name"]: alias["FunctionVersion"] for alias in aliases}
+    return state
 
 
 def read_table(name: str) -> dict[str, Any]:
@@ -145,6 +150,15 @@ def _create_function(function: FunctionSpec) -> None:
         Timeout=function.timeout,
         MemorySize=function.memory,
     )
+    lambda_client = boto3.client("lambda")
+    for number in range(1, function.versions + 1):
+        # A configuration change makes each published version a new one.
+        lambda_client.update_function_configuration(
+            FunctionName=function.name, Description=f"release {number}"
+        )
+        lambda_client.publish_version(FunctionName=function.name)
+    for alias, version in function.aliases.items():
+        lambda_client.create_alias(FunctionName=function.name, Name=alias, FunctionVersion=version)
 
 
 def _create_table(table: TableSpec) -> None:

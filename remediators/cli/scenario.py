@@ -83,6 +83,8 @@ class FunctionSpec(_Spec):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     timeout: int = Field(default=3, ge=1, le=900)
     memory: int = Field(default=128, ge=128, le=10240)
+    versions: int = Field(default=0, ge=0, le=20, description="versions to publish")
+    aliases: dict[str, str] = Field(default_factory=dict, description="alias -> version")
 
 
 class Resources(_Spec):
@@ -249,6 +251,7 @@ class FunctionExpectation(_Spec):
     name: str
     timeout: int | None = None
     memory: int | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 class ResourceExpectations(_Spec):

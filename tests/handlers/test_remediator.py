@@ -552,3 +552,26 @@ def test_a_lost_notification_or_schedule_never_fails_an_applied_change(
     assert result["outcome"] == "applied"
     assert _audit(function_env, event["id"]).outcome is Outcome.APPLIED
     assert _capacity() == (10, 10)
+
+
+def test_an_error_alarm_on_an_alias_rolls_it_back_one_version(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    from tests.actions.test_lambda_rollback_alias import publish_versions
+
+    create_function("checkout")
+    publish_versions(2)
+    boto3.client("lambda").create_alias(FunctionName="checkout", Name="live", FunctionVersion="2")
+    event = _event(alarm="checkout-live-errors")
+
+    result = handler(event, LambdaContext())
+
+    alias = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
+    assert alias["FunctionVersion"] == "1"
+    assert result["outcome"] == "applied"
+    record = _audit(function_env, event["id"])
+    assert record.target == "lambda:function/checkout:live"
+    assert (record.before, record.after) == (
+        {"version": "2", "weights": {}},
+        {"version": "1", "weights": {}},
+    )

@@ -60,6 +60,7 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
                 {"prefix": "orders-ddb-throttle"},
                 "sessions-ddb-throttle",
                 "api-handler-timeouts",
+                "checkout-live-errors",
             ],
             "state": {"value": ["ALARM", "OK"]},
         },
@@ -130,6 +131,7 @@ def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: P
         "orders-throttling",
         "sessions-throttling",
         "api-timeouts",
+        "checkout-rollback",
     ]
 
 
@@ -404,6 +406,7 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
     ][0].startswith("RemediatorFunction")
     assert sorted(r["Fn::Join"][1][-1] for r in describe["Resource"]) == [
         ":alarm:api-handler-timeouts",
+        ":alarm:checkout-live-errors",
         ":alarm:orders-ddb-throttle*",
         ":alarm:sessions-ddb-throttle",
     ]
@@ -441,3 +444,18 @@ def test_a_circular_dependency_fails_synth_not_deploy(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="Circular"):
         app.synth()
+
+
+def test_alias_updates_are_granted_on_the_named_function_and_alias_only(
+    template_json: dict[str, Any],
+) -> None:
+    [statement] = [
+        s
+        for s in _statements(template_json)
+        if s["Effect"] == "Allow" and "lambda:UpdateAlias" in _as_list(s["Action"])
+    ]
+
+    assert sorted(r["Fn::Join"][1][-1] for r in statement["Resource"]) == [
+        ":function:checkout",
+        ":function:checkout:live",
+    ]

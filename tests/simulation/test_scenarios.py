@@ -42,6 +42,7 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "unresolved-alarm",
         "dead-letter-replay",
         "timing-out-function",
+        "bad-deploy-rolled-back",
     } <= set(BUILT_IN)
 
 
@@ -238,7 +239,7 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
     from tests.conftest import ROOT
 
     assert main(["validate", str(ROOT / "remediation.yaml")]) == 0
-    assert "valid, 3 policies" in capsys.readouterr().out
+    assert "valid, 4 policies" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies: []\n")
     assert main(["validate", str(bad)]) == 2
