@@ -16,6 +16,7 @@ from bench.common import ROOT, Context, alarm_event, create_table, deployed_hand
 MINIMUM: dict[str, dict[str, str]] = {
     "applied (dynamodb.scale_capacity)": {
         "dynamodb.PutItem#idempotency": "claim the event id (Powertools idempotency)",
+        "dynamodb.GetItem#audit": "has this event id acted before (beyond the idempotency window)?",
         "ssm.GetParameter": "kill switch",
         "dynamodb.PutItem#lock": "take the resource lock",
         "dynamodb.Query": "cooldown and circuit breaker (one query serves both)",
@@ -32,6 +33,7 @@ MINIMUM: dict[str, dict[str, str]] = {
     "duplicate delivery": {"dynamodb.PutItem#idempotency": "the claim fails: already done"},
     "skipped: cooldown": {
         "dynamodb.PutItem#idempotency": "claim",
+        "dynamodb.GetItem#audit": "acted before?",
         "ssm.GetParameter": "kill switch",
         "dynamodb.PutItem#lock": "lock",
         "dynamodb.Query": "cooldown",

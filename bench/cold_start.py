@@ -1,8 +1,9 @@
 """Figure 1: cold start of each Lambda handler module against `import boto3; boto3.client()`.
 
 Each sample is a fresh interpreter that times (in-process, perf_counter) the import of the
-module and everything it builds at init. Interpreter start-up is the same for both and left
-out. Samples alternate baseline / handler so machine noise hits both alike.
+module and everything it builds at init, plus what the first event builds before any AWS
+call (the policy file loaded and validated, the guardrails set up). Interpreter start-up is
+the same for both and left out. Samples alternate baseline / handler so noise hits both alike.
 """
 
 from __future__ import annotations
@@ -11,11 +12,27 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bench.common import FAKE_AWS, ROOT, median
 
-HANDLERS = {"remediators.handlers.remediator": {"IDEMPOTENCY_TABLE_NAME": "idempotency"}}
+HANDLERS = {
+    "remediators.handlers.remediator": (
+        "import remediators.handlers.remediator as h\n"
+        "from remediators.core.settings import Settings\n"
+        "h._remediator(Settings.from_env(), 'arn:aws:lambda:us-east-1:123456789012:function:f')"
+    )
+}
+_ENVIRONMENT = {
+    "AUDIT_TABLE_NAME": "audit",
+    "LOCKS_TABLE_NAME": "locks",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency",
+    "KILL_SWITCH_PARAMETER": "/autoremediate/Autoremediate/actions",
+    "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
+    "NOTIFICATION_TOPICS": '{"ops": "arn:aws:sns:us-east-1:123456789012:ops"}',
+}
 BASELINE = "import boto3; boto3.client('dynamodb')"
 GOAL = 1.3
 
@@ -40,18 +57,28 @@ def _sample(statement: str, env: dict[str, str]) -> float:
 
 
 def run(samples: int = 15) -> dict[str, Any]:
+    import remediators.actions  # noqa: F401
+    from remediators.core.policy import load_policy_file
+
     results: dict[str, Any] = {"samples": samples, "handlers": {}}
-    for module, env in HANDLERS.items():
-        base, handler = [], []
-        for _ in range(samples):
-            base.append(_sample(BASELINE, {}))
-            handler.append(_sample(f"import {module}", env))
-        results["baseline_s"] = median(base)
-        results["handlers"][module] = {
-            "median_s": median(handler),
-            "ratio": median(handler) / median(base),
-            "goal": GOAL,
-        }
+    with tempfile.TemporaryDirectory() as workdir:
+        # The policy as it travels in the code asset (validated, as JSON).
+        policy = Path(workdir) / "policy.json"
+        policy.write_text(
+            load_policy_file(ROOT / "remediation.yaml").model_dump_json(exclude_none=True)
+        )
+        env = {**_ENVIRONMENT, "POLICY_PATH": str(policy)}
+        for module, statement in HANDLERS.items():
+            base, handler = [], []
+            for _ in range(samples):
+                base.append(_sample(BASELINE, {}))
+                handler.append(_sample(statement, env))
+            results["baseline_s"] = median(base)
+            results["handlers"][module] = {
+                "median_s": median(handler),
+                "ratio": median(handler) / median(base),
+                "goal": GOAL,
+            }
     return results
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import random
 import subprocess
@@ -26,7 +27,10 @@ from bench.common import ROOT, Context, alarm_event, quiet_stdout
 POLICY = ROOT / "bench" / "storm-policy.yaml"
 TABLES, ALARMS, FIRES, COPIES, FLAPPING, FLAPS = 200, 1000, 3, 3, 50, 20
 STEP = timedelta(seconds=7)
-COOLDOWN, WINDOW, LIMIT = timedelta(minutes=15), timedelta(days=1), 3
+# As in storm-policy.yaml; the limit is high enough that cooldown, duplicates and caps all
+# shape the count (with 3 the circuit breaker alone would decide it).
+COOLDOWN, WINDOW, LIMIT = timedelta(minutes=15), timedelta(days=1), 20
+FACTORS, START, QUOTA = {"storm": 2.0, "flapping": 1.5}, 5, 40_000
 
 
 def serve(policy: Path) -> None:
@@ -77,10 +81,12 @@ def deliveries(seed: int = 7) -> list[tuple[dict[str, Any], str, str]]:
 
 def expected_actions(plan: list[tuple[dict[str, Any], str, str]]) -> int:
     """The guardrails as a plain model: first delivery only, cooldown per policy and table,
-    at most LIMIT changes per table in any WINDOW (all at STEP intervals)."""
+    at most LIMIT changes per table in any WINDOW, capacity capped at the table quota (all at
+    STEP intervals, on a frozen clock)."""
     seen: set[str] = set()
     applied: dict[str, list[timedelta]] = defaultdict(list)
     last: dict[tuple[str, str], timedelta] = {}
+    capacity: dict[str, int] = defaultdict(lambda: START)
     actions = 0
     for index, (event, policy, table) in enumerate(plan):
         now = STEP * index
@@ -92,6 +98,10 @@ def expected_actions(plan: list[tuple[dict[str, Any], str, str]]) -> int:
             continue
         if sum(1 for t in applied[table] if now - t <= WINDOW) >= LIMIT:
             continue
+        raised = min(math.ceil(round(capacity[table] * FACTORS[policy], 6)), QUOTA)
+        if raised <= capacity[table]:
+            continue  # at cap
+        capacity[table] = raised
         applied[table].append(now)
         last[(policy, table)] = now
         actions += 1

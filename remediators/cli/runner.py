@@ -463,7 +463,8 @@ def _deliver(
         result.audit = record.model_dump(mode="json")
         if invocation.error is None:
             result.outcome = record.outcome.value
-        if returned.get("duplicate"):  # the handler's idempotency replayed the first result
+        # A repeated delivery: replayed by idempotency, or found already applied in the audit.
+        if returned.get("duplicate") or returned.get("reason") == "duplicate":
             result.outcome, result.reason = "skipped", "duplicate"
             continue
         result.reason, result.policy, result.action = record.reason, record.policy, record.action

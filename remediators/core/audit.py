@@ -106,7 +106,7 @@ class AuditStore:
         return self._from_item(item) if item else None
 
     def applied_since(self, target: str, since: datetime) -> list[AuditRecord]:
-        """Changes applied to `target` at or after `since`, newest first."""
+        """Changes policies applied to `target` at or after `since`, newest first."""
         return self._query(
             BY_TARGET_INDEX,
             "#key = :key AND recorded_at >= :since",
@@ -116,7 +116,7 @@ class AuditStore:
         )
 
     def last_applied_for_alarm(self, alarm: str, since: datetime) -> AuditRecord | None:
-        """The latest change applied because of `alarm`, at or after `since`."""
+        """The latest change a policy applied because of `alarm`, at or after `since`."""
         records = self._query(
             BY_ALARM_INDEX,
             "#key = :key AND recorded_at >= :since",
@@ -189,8 +189,8 @@ class AuditStore:
         applied_only: bool = False,
     ) -> list[AuditRecord]:
         options: dict[str, Any] = {}
-        if applied_only:
-            options["FilterExpression"] = "outcome = :applied"
+        if applied_only:  # changes made by a policy: an operator's revert is not one
+            options["FilterExpression"] = "outcome = :applied AND attribute_not_exists(reverts)"
             values = {**values, ":applied": {"S": Outcome.APPLIED.value}}
         paginator = client("dynamodb").get_paginator("query")
         records: list[AuditRecord] = []

@@ -7,6 +7,7 @@ of each action's plan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -17,6 +18,8 @@ from remediators.core import clock
 from remediators.core.aws import client
 
 __all__ = ["ENABLED_VALUE", "LOCK_TTL_ATTRIBUTE", "KillSwitch", "ResourceLocks"]
+
+logger = logging.getLogger(__name__)
 
 # The kill-switch parameter holds this value while actions are allowed; anything else stops them.
 ENABLED_VALUE = "enabled"
@@ -32,12 +35,15 @@ class KillSwitch:
     def enabled(self) -> bool:
         """Whether actions may run: read every time, so that flipping it takes effect at once.
 
-        A missing or unreadable parameter counts as off: when in doubt, do not act.
+        A missing parameter counts as off: when in doubt, do not act. Any other error is
+        raised, so the event fails and is retried instead of being skipped.
         """
         try:
             value = client("ssm").get_parameter(Name=self.parameter)["Parameter"]["Value"]
-        except ClientError:
-            return False
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ParameterNotFound":
+                return False
+            raise  # throttled or denied: fail the event so that it is retried, not dropped
         return str(value).strip().lower() == ENABLED_VALUE
 
 
@@ -80,6 +86,8 @@ class ResourceLocks:
                     ExpressionAttributeNames={"#owner": "owner"},
                     ExpressionAttributeValues={":owner": {"S": owner}},
                 )
-            except ClientError as error:  # expired and taken over: not ours to delete
+            except ClientError as error:
+                # Expired and taken over: not ours to delete. Anything else: the expiry frees
+                # it; failing here would fail (and retry) an event that may have acted.
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+                    logger.warning("could not release the lock on %s: %s", resource_key, error)

@@ -42,11 +42,20 @@ _ESCALATE = frozenset({"at_cap", "circuit_open"})
 _RECOVERY = "recovery"  # an OK event: credit the last action instead of acting
 
 
+def _base(event: AlarmEvent) -> dict[str, Any]:
+    """The audit fields every record of this event has."""
+    return {
+        "event_id": event.id,
+        "alarm": event.detail.alarm_name,
+        "alarm_state": event.detail.state.value.value,
+        "started_at": clock.now(),
+    }
+
+
 @dataclass
 class _Step:
-    """Where `_assess` got to: the audit fields so far, and either a stop or an action."""
+    """Where `_assess` got to: a stop (the reason), or an action to run."""
 
-    fields: dict[str, Any]
     policy: Policy | None = None
     action: Action[Any, Any] | None = None
     stop: str | None = None
@@ -72,16 +81,23 @@ class Remediator:
         self.locks = locks
         self.scheduler = scheduler
 
-    def handle(self, event: AlarmEvent) -> AuditRecord:
+    def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
         """Remediate one event. A failure is recorded and notified, then re-raised so that
         Lambda retries the event and finally sends it to the dead-letter queue."""
-        step = self._assess(event)
-        if step.stop == _RECOVERY:
-            return self._recovery(step.fields, event.detail)
-        if step.stop or step.action is None or step.policy is None:
-            return self._finish(step.fields, Outcome.SKIPPED, step.stop, step.policy)
-        policy, action, base = step.policy, step.action, step.fields
+        previous = self.audit.get(event.id)
+        if previous is not None and previous.outcome is Outcome.APPLIED:
+            # Acted already: a redelivery after its idempotency key expired, or a replay.
+            return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
+        base = _base(event)
+        policy: Policy | None = None
         try:
+            step = self._assess(event, base)
+            policy = step.policy
+            if step.stop == _RECOVERY:
+                return self._recovery(base, event.detail)
+            if step.stop or step.action is None or policy is None:
+                return self._finish(base, Outcome.SKIPPED, step.stop, policy)
+            action = step.action
             if self.policies.dry_run(policy):
                 plan = action.plan()
                 base |= {
@@ -103,7 +119,6 @@ class Remediator:
             )
         except Exception as error:
             # Lambda retries a failed event: tell the operators once, not once per attempt.
-            previous = self.audit.get(event.id)
             self._finish(
                 base | {"error": f"{type(error).__name__}: {error}"},
                 Outcome.FAILED,
@@ -117,8 +132,11 @@ class Remediator:
     def explain(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
         """What `handle` would record for `event`, found with reads only: nothing is changed,
         locked, recorded or notified. (An `applied` outcome means it would apply.)"""
-        step = self._assess(event)
-        base = step.fields
+        previous = self.audit.get(event.id)
+        if previous is not None and previous.outcome is Outcome.APPLIED:
+            return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
+        base = _base(event)
+        step = self._assess(event, base)
         if step.stop == _RECOVERY:
             return self._record(base, Outcome.SKIPPED, "recovered")
         if step.stop or step.action is None or step.policy is None:
@@ -129,7 +147,8 @@ class Remediator:
             return self._record(base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found")
         base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
         if self.policies.dry_run(step.policy):
-            return self._record(base | {"dry_run": True}, Outcome.SKIPPED, "dry_run")
+            reason = plan.skip_reason or "dry_run"
+            return self._record(base | {"dry_run": True}, Outcome.SKIPPED, reason)
         blocked = self._gate(base, step.policy)
         if blocked:
             reason, note = blocked
@@ -140,30 +159,25 @@ class Remediator:
             )
         return self._record(base, Outcome.APPLIED, None)
 
-    def _assess(self, event: AlarmEvent) -> _Step:
-        """Alarm state, policy, target and kill switch: the decisions before any lock."""
+    def _assess(self, event: AlarmEvent, base: dict[str, Any]) -> _Step:
+        """Alarm state, policy, target and kill switch: the decisions before any lock.
+        Adds what it learns (policy, action, target) to the audit fields `base`."""
         alarm = event.detail
-        base: dict[str, Any] = {
-            "event_id": event.id,
-            "alarm": alarm.alarm_name,
-            "alarm_state": alarm.state.value.value,
-            "started_at": clock.now(),
-        }
         if alarm.state.value is AlarmStateValue.OK:
-            return _Step(base, stop=_RECOVERY)
+            return _Step(stop=_RECOVERY)
         if alarm.state.value is not AlarmStateValue.ALARM:
-            return _Step(base, stop="not_alarm")
+            return _Step(stop="not_alarm")
         policy = self.policies.policy_for_alarm(alarm.alarm_name)
         if policy is None:
-            return _Step(base, stop="no_policy")
+            return _Step(stop="no_policy")
         base |= {"policy": policy.name, "action": policy.action}
         target: Target | None = policy.target or policy.action_class.target_from_alarm(alarm)
         if target is None:
-            return _Step(base, policy, stop="no_target")
+            return _Step(policy, stop="no_target")
         base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
         if not self.kill_switch.enabled():
-            return _Step(base, policy, stop="disabled")
-        return _Step(base, policy, policy.action_class(target, policy.params))
+            return _Step(policy, stop="disabled")
+        return _Step(policy, policy.action_class(target, policy.params))
 
     def _gate(self, base: dict[str, Any], policy: Policy) -> tuple[str, str | None] | None:
         """Cooldown and circuit breaker, from the audit trail: (reason, note) if blocked."""
@@ -208,11 +222,17 @@ class Remediator:
                 escalated=escalate,
             )
         action.apply(plan)
+        # From here on the change is made: record it if at all possible, never fail the event
+        # (a retry would act again).
         try:
             base["after"] = action.read_back()
-        except Exception as error:  # the change is made: record it, never retry it
+        except Exception as error:
             base["error"] = f"applied, but reading the result back failed: {error}"
-        record = self._finish(base, Outcome.APPLIED, None, policy, notify=True)
+        try:
+            record = self._finish(base, Outcome.APPLIED, None, policy, notify=True)
+        except Exception:
+            logger.exception("applied %s, but the audit record could not be written", base)
+            return self._record(base, Outcome.APPLIED, None)
         window = self.policies.verify_within(policy)
         if window:
             try:
@@ -226,7 +246,11 @@ class Remediator:
         record = self.audit.get(request.event_id)
         if record is None or record.outcome is not Outcome.APPLIED or record.alarm is None:
             return None
-        resolved = alarm_state(record.alarm) != AlarmStateValue.ALARM.value
+        # Recovered once is resolved: a later ALARM is a new incident with its own events.
+        resolved = (
+            record.recovered_at is not None
+            or alarm_state(record.alarm) != AlarmStateValue.ALARM.value
+        )
         self.audit.mark_verified(record.event_id, resolved)
         verified = record.model_copy(update={"verified": resolved})
         if not resolved:

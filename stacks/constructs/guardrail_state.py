@@ -46,8 +46,12 @@ class GuardrailState(Construct):
 
     def grant_to(self, grantee: iam.IGrantable) -> None:
         """Read the kill switch, take and release locks, keep idempotency records."""
-        self.kill_switch.grant_read(grantee)
         principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"], resources=[self.kill_switch.parameter_arn]
+            )
+        )
         principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],

@@ -575,3 +575,103 @@ def test_an_error_alarm_on_an_alias_rolls_it_back_one_version(
         {"version": "2", "weights": {}},
         {"version": "1", "weights": {}},
     )
+
+
+# --- after the change is made, nothing may make the event act again -------------------------
+
+
+def test_a_failed_lock_release_after_the_change_keeps_the_applied_record(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    event = _event()
+
+    def refuse(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("TableName") == function_env["LOCKS_TABLE_NAME"]:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "x")
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.DeleteItem", refuse)
+
+    result = handler(event, LambdaContext())
+
+    assert result["outcome"] == "applied"
+    assert _audit(function_env, event["id"]).outcome is Outcome.APPLIED
+    assert _capacity() == (10, 10)
+
+
+def test_a_redelivery_after_the_idempotency_key_expired_does_not_act_again(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    clock.use_simulated_time()
+    event = _event()
+    handler(event, LambdaContext())
+    dynamodb = boto3.client("dynamodb")
+    for item in dynamodb.scan(TableName=function_env["IDEMPOTENCY_TABLE_NAME"])["Items"]:
+        dynamodb.delete_item(
+            TableName=function_env["IDEMPOTENCY_TABLE_NAME"], Key={"id": item["id"]}
+        )
+    clock.advance(timedelta(days=2))  # past cooldown and circuit breaker
+
+    again = handler(event, LambdaContext())
+
+    assert (again["outcome"], again["reason"]) == ("skipped", "duplicate")
+    assert _audit(function_env, event["id"]).outcome is Outcome.APPLIED
+    assert _capacity() == (10, 10)
+
+
+def test_a_throttled_kill_switch_read_fails_the_event_for_a_retry_instead_of_skipping_it(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    event = _event()
+
+    def throttle(**kwargs: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "x")
+
+    client("ssm").meta.events.register("before-call.ssm.GetParameter", throttle)
+
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        handler(event, LambdaContext())
+    assert _audit(function_env, event["id"]).outcome is Outcome.FAILED
+    assert _capacity() == (5, 5)
+
+
+def test_an_operators_revert_counts_neither_for_cooldown_nor_for_recovery(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    from remediators.cli.operator import deployed_settings, revert_action
+
+    _table()
+    clock.use_simulated_time()
+    action = _event()
+    handler(action, LambdaContext())  # 5 -> 10
+    clock.advance(timedelta(minutes=16))
+    revert_action(deployed_settings(), action["id"])  # 10 -> 5
+    clock.advance(timedelta(minutes=1))
+
+    refire = handler(_event(), LambdaContext())
+    clock.advance(timedelta(minutes=1))
+    recovery = handler(_event(state="OK"), LambdaContext())
+
+    assert refire["outcome"] == "applied"  # the revert did not start a cooldown
+    assert recovery["changes"] == [f"alarm back to OK 60 s after action {refire['event_id']}"]
+
+
+def test_verification_after_the_alarm_recovered_does_not_escalate(
+    handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    _table()
+    _alarm("ALARM")
+    clock.use_simulated_time()
+    event = _event()
+    handler(event, LambdaContext())
+    clock.advance(timedelta(minutes=5))
+    handler(_event(state="OK"), LambdaContext())  # recovered
+    _alarm("ALARM")  # a new incident later on
+    inbox()
+
+    result = handler(json.loads(_verification_schedule()["Target"]["Input"]), LambdaContext())
+
+    assert result["verified"] is True
+    assert inbox() == []

@@ -163,6 +163,7 @@ def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
 
 def _event_file(tmp_path: Any, alarm: str = "orders-ddb-throttle") -> str:
     event = load_event("single_metric")
+    event["id"] = "explained-event"  # not the id the `applied` fixture acted on
     event["detail"]["alarmName"] = alarm
     path = tmp_path / "event.json"
     path.write_text(__import__("json").dumps(event))
@@ -215,3 +216,15 @@ def test_explain_with_a_missing_event_file_exits_2(
 ) -> None:
     assert main(["explain", "missing.json"]) == 2
     assert "missing.json: cannot read event" in capsys.readouterr().err
+
+
+def test_explain_an_event_that_already_acted(
+    applied: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event("single_metric")  # the very event the fixture applied
+    path = tmp_path / "event.json"
+    path.write_text(__import__("json").dumps(event))
+
+    assert main(["explain", str(path), "--policy", str(ROOT / "remediation.yaml")]) == 0
+
+    assert "would be recorded as: skipped:duplicate" in capsys.readouterr().out
