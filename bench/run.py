@@ -91,9 +91,10 @@ def render(f: dict[str, Any], total_s: float) -> str:
         "alarms over 200 tables firing 3 times, each event delivered 3 times, plus 50 flapping "
         "alarms firing 20 times), shuffled, 7 simulated seconds apart, through the real "
         "handler and guardrails (cooldown 15m, at most 20 changes per table a day, factor 2 or "
-        "1.5 up to the 40,000 quota, so duplicates, cooldown, circuit breaker and caps all "
-        "shape the count); moto runs as a server in a child process, deployed from the "
-        "synthesized template. Deliveries are sequential, so the lock is not contended here "
+        "1.5 up to the 40,000 quota: duplicates, cooldown and caps all shape the count, and "
+        "the count is compared with the model's, which keeps the circuit breaker too); moto "
+        "runs as a server in a child process, deployed from the synthesized template. "
+        "Deliveries are sequential, so the lock is not contended here "
         "(20 concurrent threads are in the test suite).",
         "",
         "| figure | value |",

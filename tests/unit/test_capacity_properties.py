@@ -76,3 +76,39 @@ def test_apply_then_revert_returns_the_before_state_on_moto(
             assert plan.skip_reason == "at_cap"
         assert action.comparable(action.read_back()) == action.comparable(plan.before)
     reset_clients()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    timeout=st.integers(1, 900),
+    factor=factors,
+    max_seconds=st.integers(1, 900),
+    memory=st.integers(128, 4096),
+)
+def test_timeout_plans_stay_within_the_caps_and_revert_returns_the_before_state(
+    timeout: int, factor: float, max_seconds: int, memory: int
+) -> None:
+    from remediators.actions.lambda_raise_timeout import (
+        LAMBDA_MAX_TIMEOUT,
+        FunctionTarget,
+        RaiseTimeout,
+        RaiseTimeoutParams,
+    )
+    from tests.conftest import create_function
+
+    reset_clients()
+    with mock_aws():
+        create_function("fn", timeout=timeout, memory=memory)
+        action = RaiseTimeout(
+            FunctionTarget(function="fn"),
+            RaiseTimeoutParams(factor=factor, max_seconds=max_seconds),
+        )
+        plan = action.plan()
+        planned = plan.after["timeout"] if plan.after else timeout
+        assert timeout <= planned <= max(timeout, min(max_seconds, LAMBDA_MAX_TIMEOUT))
+        assert (plan.skip_reason == "at_cap") == (planned == timeout)
+        if plan.skip_reason is None:
+            action.apply(plan)
+            action.revert(plan.before)
+        assert action.comparable(action.read_back()) == action.comparable(plan.before)
+    reset_clients()
