@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,33 +112,8 @@ class LambdaContext:
 
 
 def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 128) -> None:
-    """A function in moto (its code is never run)."""
-    import boto3
+    """A function in moto, as the simulator creates scenario functions (code never run)."""
+    from remediators.cli.resources import create_function as create
+    from remediators.cli.scenario import FunctionSpec
 
-    role = boto3.client("iam").create_role(
-        RoleName=f"{name}-role",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
-    boto3.client("lambda").create_function(
-        FunctionName=name,
-        Runtime="python3.13",
-        Role=role,
-        Handler="index.handler",
-        Code={"ZipFile": code.getvalue()},
-        Timeout=timeout,
-        MemorySize=memory,
-    )
+    create(FunctionSpec(name=name, timeout=timeout, memory=memory))

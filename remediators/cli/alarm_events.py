@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from remediators.cli.local_aws import LocalAws
 from remediators.core import clock
+from remediators.core.errors import AutoremediateError
 from remediators.core.events import ALARM_DETAIL_TYPE, ALARM_SOURCE
 
-__all__ = ["set_alarm_state"]
+__all__ = ["read_event_file", "set_alarm_state"]
 
 
 def set_alarm_state(name: str, state: str, reason: str, aws: LocalAws) -> dict[str, Any]:
@@ -115,3 +117,16 @@ def _query(query: dict[str, Any]) -> dict[str, Any]:
             "stat": stat["Stat"],
         }
     return entry
+
+
+def read_event_file(path: Path) -> dict[str, Any]:
+    """An EventBridge event from a JSON file; a clear error naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AutoremediateError(f"{path}: cannot read event: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise AutoremediateError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise AutoremediateError(f"{path}: an EventBridge event is a JSON object")
+    return data

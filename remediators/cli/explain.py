@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from remediators.cli.alarm_events import read_event_file
 from remediators.cli.operator import DEFAULT_STACK, deployed_settings, stack_outputs
 from remediators.core.audit import AuditRecord, AuditStore
-from remediators.core.errors import AutoremediateError
 from remediators.core.events import AlarmEvent
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
@@ -28,7 +28,7 @@ def explain(
     event_path: Path, policy_path: Path, stack_name: str = DEFAULT_STACK, simulate: bool = False
 ) -> str:
     """The explanation, as lines of text."""
-    event = _read_event(event_path)
+    event = read_event_file(event_path)
     policies = load_policy_file(policy_path)
     with ExitStack() as stack:
         where = "the account"
@@ -61,18 +61,6 @@ def explain(
         )
         lines += _decision(remediator.explain(alarm_event), where)
     return "\n".join(lines)
-
-
-def _read_event(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise AutoremediateError(f"{path}: cannot read event: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise AutoremediateError(f"{path}: not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise AutoremediateError(f"{path}: an EventBridge event is a JSON object")
-    return data
 
 
 def _rules(event: dict[str, Any], stack_name: str) -> list[str]:

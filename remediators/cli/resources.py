@@ -13,7 +13,15 @@ import boto3
 from remediators.cli.scenario import AlarmSpec, FunctionSpec, MetricSpec, Resources, TableSpec
 from remediators.core import clock
 
-__all__ = ["create_alarms", "create_resources", "put_metrics", "read_resources", "read_table"]
+__all__ = [
+    "create_alarms",
+    "create_function",
+    "create_resources",
+    "put_metrics",
+    "read_function",
+    "read_resources",
+    "read_table",
+]
 
 
 def create_resources(resources: Resources) -> None:
@@ -21,7 +29,7 @@ def create_resources(resources: Resources) -> None:
     for table in resources.dynamodb_tables:
         _create_table(table)
     for function in resources.lambda_functions:
-        _create_function(function)
+        create_function(function)
 
 
 def read_resources(resources: Resources) -> dict[str, Any]:
@@ -122,7 +130,8 @@ def put_metrics(metrics: list[MetricSpec]) -> None:
         )
 
 
-def _create_function(function: FunctionSpec) -> None:
+def create_function(function: FunctionSpec) -> None:
+    """A Lambda function with its role, versions and aliases (its code is never run)."""
     role = boto3.client("iam").create_role(
         RoleName=f"{function.name}-role",
         AssumeRolePolicyDocument=json.dumps(

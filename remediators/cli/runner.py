@@ -21,7 +21,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from remediators.cli import resources
-from remediators.cli.alarm_events import set_alarm_state
+from remediators.cli.alarm_events import read_event_file, set_alarm_state
 from remediators.cli.deploy import (
     DeployedStack,
     assets_bucket,
@@ -267,7 +267,7 @@ class _Playback:
     def _event(self, step: EventStep) -> None:
         path = self.scenario.base_dir / step.event
         self.report.note("step", f"event {path}")
-        self._deliver(_read_event(path))
+        self._deliver(read_event_file(path))
 
     def _redeliver(self, step: RedeliverStep) -> None:
         if not self.delivered:
@@ -488,18 +488,6 @@ def _latest_applied(report: Report) -> str:
         if event.outcome == "applied":
             return event.event_id
     raise ScenarioError(f"{report.scenario}: revert latest, but no action was applied")
-
-
-def _read_event(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ScenarioError(f"{path}: cannot read event: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise ScenarioError(f"{path}: not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: an EventBridge event is a JSON object")
-    return data
 
 
 def _check(scenario: Scenario, report: Report) -> list[Check]:
