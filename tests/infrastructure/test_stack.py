@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -459,3 +460,31 @@ def test_alias_updates_are_granted_on_the_named_function_and_alias_only(
         ":function:checkout",
         ":function:checkout:live",
     ]
+
+
+def _cfn_lint(template: Path) -> subprocess.CompletedProcess[str]:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    return subprocess.run(
+        [str(cfn_lint), str(template)], capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def test_cfn_lint_finds_no_error_in_the_synthesized_template(assembly: Path) -> None:
+    result = _cfn_lint(assembly / "Autoremediate.template.json")
+
+    assert result.returncode & 2 == 0, result.stdout  # bit 2: errors (4: warnings)
+
+
+def test_cfn_lint_finds_no_error_with_target_less_policies(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from remediators.cli.deploy import synthesize
+    from remediators.cli.scenario import BUILT_IN_DIR
+
+    built_in = synthesize(
+        BUILT_IN_DIR / "policies" / "built-in.yaml", tmp_path_factory.mktemp("synth-built-in")
+    )
+
+    result = _cfn_lint(built_in / "Autoremediate.template.json")
+
+    assert result.returncode & 2 == 0, result.stdout
