@@ -14,6 +14,7 @@ from stacks.constructs.audit_table import AuditTable
 from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
+from stacks.constructs.preset_alarms import PresetAlarms
 from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
 from stacks.constructs.triggers import AlarmTriggers
 from stacks.constructs.verification import Verification
@@ -91,6 +92,7 @@ class RemediationStack(Stack):
                 "(cdk-nag only recognizes queues used in a redrive policy)",
             )
         )
+        PresetAlarms(self, "PresetAlarms", policies=policy_file.policies)
         AlarmTriggers(
             self,
             "Triggers",

@@ -124,6 +124,7 @@ def deploy(assembly: Path, aws: LocalAws) -> DeployedStack:
         moto_logger.setLevel(level)
     if stack["StackStatus"] != "CREATE_COMPLETE":
         raise RuntimeError(f"stack {stack_name}: {stack['StackStatus']}")
+    _create_literal_alarms(template)
     return DeployedStack(
         name=stack_name,
         outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
@@ -172,6 +173,23 @@ def async_invoke_settings(stack: DeployedStack, aws: LocalAws) -> dict[str, Asyn
             retries=int(retries.get(logical_id, _DEFAULT_ASYNC_RETRIES)), dead_letter_arn=queue_arn
         )
     return settings
+
+
+def _create_literal_alarms(template: dict[str, Any]) -> None:
+    """moto's CloudFormation skips alarms: create the template's alarms whose properties are
+    literal (the policies' preset alarms) through the API, as CloudFormation would. The
+    stack's self-watching alarms refer to other resources and are left out."""
+    cloudwatch = boto3.client("cloudwatch")
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        properties = resource["Properties"]
+        if any(marker in json.dumps(properties) for marker in ('"Ref"', '"Fn::')):
+            continue
+        cloudwatch.put_metric_alarm(**properties)
+        cloudwatch.set_alarm_state(
+            AlarmName=properties["AlarmName"], StateValue="OK", StateReason="deployed"
+        )
 
 
 def assets_bucket(aws: LocalAws) -> str:

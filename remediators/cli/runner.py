@@ -251,9 +251,18 @@ class _Playback:
         self.report.events.append(result)
         self.report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
 
+    def _alarm_state(self, name: str) -> str:
+        """The alarm's state; a scenario alarm, or one the stack deployed (a preset)."""
+        alarms = boto3.client("cloudwatch").describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        if not alarms:
+            raise ScenarioError(
+                f"{self.scenario.name}: alarm {name!r} is neither one of the scenario's "
+                "alarms nor one the stack deployed"
+            )
+        return str(alarms[0]["StateValue"])
+
     def _fire(self, step: FireStep) -> None:
-        alarm = boto3.client("cloudwatch").describe_alarms(AlarmNames=[step.fire])
-        if alarm["MetricAlarms"][0]["StateValue"] == "ALARM":
+        if self._alarm_state(step.fire) == "ALARM":
             self._deliver(set_alarm_state(step.fire, "OK", "threshold no longer crossed", self.aws))
         self.report.note("step", f"fire {step.fire}: alarm -> ALARM")
         self._deliver(
@@ -261,6 +270,7 @@ class _Playback:
         )
 
     def _ok(self, step: OkStep) -> None:
+        self._alarm_state(step.ok)
         self.report.note("step", f"ok {step.ok}: alarm -> OK")
         self._deliver(set_alarm_state(step.ok, "OK", "threshold no longer crossed", self.aws))
 

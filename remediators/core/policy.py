@@ -30,7 +30,10 @@ from remediators.core.errors import PolicyFileError, UnknownAction
 from remediators.core.registry import Action, Params, Target, get_action
 
 __all__ = [
+    "PRESET_DEFAULTS",
+    "PRESET_TARGET",
     "SELF_ALARM_PREFIX",
+    "AlarmPreset",
     "AlarmSelector",
     "Defaults",
     "NotificationChannel",
@@ -77,16 +80,64 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AlarmPreset(_Model):
+    """An alarm the stack creates for the policy (for teams without the right alarm yet)."""
+
+    kind: Literal["dynamodb-throttling", "lambda-timeouts", "error-rate"]
+    threshold: float | None = Field(default=None, gt=0)
+    period: Duration | None = None
+    evaluation_periods: int | None = Field(default=None, ge=1, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    def settings(self) -> tuple[float, timedelta, int]:
+        """Threshold, period and evaluation periods: the policy's, else the preset's."""
+        threshold, period, periods = PRESET_DEFAULTS[self.kind]
+        if self.threshold is None and threshold is None:
+            raise ValueError(f"preset {self.kind} needs a threshold")
+        return (
+            self.threshold if self.threshold is not None else float(threshold or 0),
+            self.period or period,
+            self.evaluation_periods or periods,
+        )
+
+
+# Per preset: (threshold, period, evaluation periods), and the target field naming the resource.
+# dynamodb-throttling: read + write throttle events in a period; lambda-timeouts: maximum
+# Duration in ms (no default: it depends on the function's timeout, e.g. 80% of it);
+# error-rate: 100 * Errors / Invocations, in percent.
+PRESET_DEFAULTS: dict[str, tuple[float | None, timedelta, int]] = {
+    "dynamodb-throttling": (10, timedelta(minutes=1), 2),
+    "lambda-timeouts": (None, timedelta(minutes=1), 1),
+    "error-rate": (5, timedelta(minutes=5), 1),
+}
+PRESET_TARGET = {
+    "dynamodb-throttling": "table",
+    "lambda-timeouts": "function",
+    "error-rate": "function",
+}
+
+
 class AlarmSelector(_Model):
-    """Which alarms a policy answers: one exact name, or every name with a prefix."""
+    """Which alarms a policy answers: one exact name, every name with a prefix, or the alarm
+    the stack creates from a preset (named `<policy>-<preset>`)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
     name_prefix: str | None = Field(default=None, min_length=1, max_length=255)
+    preset: AlarmPreset | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AlarmSelector:
+        if self.preset is not None:
+            if self.name_prefix is not None:
+                raise ValueError("give exactly one of `name`, `name_prefix` or `preset`")
+            self.preset.settings()  # a preset without the threshold it needs fails here
+            return self  # the policy names its alarm (the validated file keeps the name)
         if (self.name is None) == (self.name_prefix is None):
-            raise ValueError("give exactly one of `name` or `name_prefix`")
+            raise ValueError("give exactly one of `name`, `name_prefix` or `preset`")
         if self.overlaps(AlarmSelector.model_construct(name_prefix=SELF_ALARM_PREFIX)):
             raise ValueError(
                 f"alarms named {SELF_ALARM_PREFIX}* watch autoremediate itself and are never "
@@ -112,7 +163,9 @@ class AlarmSelector(_Model):
         return mine.startswith(theirs) or theirs.startswith(mine)
 
     def describe(self) -> str:
-        """`name X` or `prefix X`, for messages."""
+        """`name X`, `prefix X` or `preset X (name Y)`, for messages."""
+        if self.preset is not None:
+            return f"preset {self.preset.kind} (name {self.name!r})"
         return f"name {self.name!r}" if self.name is not None else f"prefix {self.name_prefix!r}"
 
 
@@ -174,6 +227,24 @@ class Policy(_Model):
         if action is None:  # no action, no params schema: only the action error
             return Params()
         return action.params_model.model_validate({} if value is None else value)
+
+    @model_validator(mode="after")
+    def _name_preset_alarm(self) -> Policy:
+        preset = self.alarm.preset
+        if preset is None:
+            return self
+        field = PRESET_TARGET[preset.kind]
+        if self.target is None or not hasattr(self.target, field):
+            raise ValueError(
+                f"alarm preset {preset.kind} needs `target.{field}`: the stack creates the "
+                "alarm for that resource"
+            )
+        name = f"{self.name}-{preset.kind}"
+        if self.alarm.name not in (None, name):
+            raise ValueError(f"the preset alarm of this policy is named {name!r}; drop `name`")
+        if name.startswith(SELF_ALARM_PREFIX):
+            raise ValueError(f"a preset alarm may not be named {SELF_ALARM_PREFIX}*")
+        return self.model_copy(update={"alarm": self.alarm.model_copy(update={"name": name})})
 
     @property
     def action_class(self) -> type[Action[Any, Any]]:

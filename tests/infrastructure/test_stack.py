@@ -59,7 +59,7 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
         "detail": {
             "alarmName": [
                 {"prefix": "orders-ddb-throttle"},
-                "sessions-ddb-throttle",
+                "sessions-throttling-dynamodb-throttling",
                 "api-handler-timeouts",
                 "checkout-live-errors",
             ],
@@ -294,7 +294,11 @@ def test_the_function_knows_its_guardrail_state(template: Template) -> None:
 def test_autoremediate_watches_itself_with_alarms_no_policy_can_select(
     template_json: dict[str, Any], template: Template
 ) -> None:
-    alarms = _of_type(template_json, "AWS::CloudWatch::Alarm").values()
+    alarms = [
+        a
+        for a in _of_type(template_json, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"].startswith("autoremediate-")
+    ]
     names = sorted(a["Properties"]["AlarmName"] for a in alarms)
 
     assert names == [
@@ -409,7 +413,7 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
         ":alarm:api-handler-timeouts",
         ":alarm:checkout-live-errors",
         ":alarm:orders-ddb-throttle*",
-        ":alarm:sessions-ddb-throttle",
+        ":alarm:sessions-throttling-dynamodb-throttling",
     ]
     template.has_resource_properties(
         "AWS::IAM::Role",
@@ -488,3 +492,28 @@ def test_cfn_lint_finds_no_error_with_target_less_policies(
     result = _cfn_lint(built_in / "Autoremediate.template.json")
 
     assert result.returncode & 2 == 0, result.stdout
+
+
+def test_a_preset_policy_gets_its_alarm_named_as_its_rule_expects(
+    template_json: dict[str, Any],
+) -> None:
+    [alarm] = [
+        a["Properties"]
+        for a in _of_type(template_json, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == "sessions-throttling-dynamodb-throttling"
+    ]
+
+    assert (alarm["Threshold"], alarm["EvaluationPeriods"]) == (10, 2)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    [expression] = [m for m in alarm["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "reads + writes"
+    throttles = sorted(
+        m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m
+    )
+    assert throttles == ["ReadThrottleEvents", "WriteThrottleEvents"]
+    assert all(
+        m["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "TableName", "Value": "sessions"}]
+        and m["MetricStat"]["Period"] == 60
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    )

@@ -43,6 +43,7 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "dead-letter-replay",
         "timing-out-function",
         "bad-deploy-rolled-back",
+        "preset-alarm",
     } <= set(BUILT_IN)
 
 
@@ -165,7 +166,11 @@ def test_list_names_every_built_in_scenario(capsys: pytest.CaptureFixture[str]) 
         ("- a list\n", "a scenario is a mapping"),
         ("name: x\npolicy: p.yaml\n", "steps: Field required"),
         ("name: x\npolicy: p.yaml\nsteps: [{jump: now}]\n", "a step is one of"),
-        ("name: x\npolicy: p.yaml\nsteps: [{fire: nope}]\n", "'nope' is not one of the scenario"),
+        (
+            f"name: x\npolicy: {BUILT_IN['throttled-table'].parent / 'policies/built-in.yaml'}\n"
+            "steps: [{fire: nope}]\n",
+            "'nope' is neither one of the scenario's alarms nor one the stack deployed",
+        ),
         ("name: x\nsteps: [{wait: 1m}]\n", "exactly one of `policy`"),
         ("name: x\npolicy: missing.yaml\nsteps: [{wait: 1m}]\n", "cannot read policy file"),
         (

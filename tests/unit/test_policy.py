@@ -92,7 +92,9 @@ def test_a_bad_target_names_the_field() -> None:
     ids=["neither", "both"],
 )
 def test_an_alarm_selector_needs_exactly_one_of_name_or_prefix(alarm: dict[str, str]) -> None:
-    assert "exactly one of `name` or `name_prefix`" in _error({"policies": [_policy(alarm=alarm)]})
+    assert "exactly one of `name`, `name_prefix` or `preset`" in _error(
+        {"policies": [_policy(alarm=alarm)]}
+    )
 
 
 def test_overlapping_alarm_selectors_are_refused() -> None:
@@ -188,3 +190,48 @@ def test_alarm_names_match_by_exact_name_or_prefix() -> None:
     assert policy_file.policy_for_alarm("orders-ddb-throttle-writes").name == "orders-throttling"
     assert policy_file.policy_for_alarm("sessions").name == "exact"
     assert policy_file.policy_for_alarm("sessions-2") is None
+
+
+def test_a_preset_alarm_is_named_after_its_policy_and_needs_its_target() -> None:
+    policy_file = parse_policy_data(
+        {"policies": [_policy(alarm={"preset": "dynamodb-throttling"})]}, "p"
+    )
+
+    selector = policy_file.policies[0].alarm
+    assert selector.name == "orders-throttling-dynamodb-throttling"
+    assert selector.preset is not None
+    assert selector.preset.settings() == (10, timedelta(minutes=1), 2)
+    assert "needs `target.table`" in _error(
+        {"policies": [_policy(alarm={"preset": "dynamodb-throttling"}, target=None)]}
+    )
+
+
+def test_preset_settings_are_overridable_and_lambda_timeouts_needs_a_threshold() -> None:
+    preset = {"kind": "error-rate", "threshold": 2.5, "period": "10m", "evaluation_periods": 3}
+    policy_file = parse_policy_data(
+        {
+            "policies": [
+                _policy(
+                    action="lambda.raise_timeout",
+                    target={"function": "api"},
+                    params=None,
+                    alarm={"preset": preset},
+                )
+            ]
+        },
+        "p",
+    )
+
+    assert policy_file.policies[0].alarm.preset.settings() == (2.5, timedelta(minutes=10), 3)
+    assert "preset lambda-timeouts needs a threshold" in _error(
+        {
+            "policies": [
+                _policy(
+                    action="lambda.raise_timeout",
+                    target={"function": "api"},
+                    params=None,
+                    alarm={"preset": "lambda-timeouts"},
+                )
+            ]
+        }
+    )
