@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import boto3
 
@@ -205,7 +205,6 @@ class _LogSink(io.TextIOBase):
 
     def __init__(self) -> None:
         self.lines: list[str] | None = None
-        self.passthrough: TextIO = sys.__stdout__ or sys.stdout
 
     def write(self, text: str) -> int:
         if self.lines is not None:
