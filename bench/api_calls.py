@@ -10,7 +10,8 @@ from typing import Any
 
 import boto3
 
-from bench.common import ROOT, Context, alarm_event, create_table, deployed_handler
+from bench.common import ROOT, alarm_event, create_table, deployed_handler
+from remediators.cli.lambda_runtime import LambdaContext
 
 # What each path cannot do without: the change itself, and the guardrail and audit writes.
 MINIMUM: dict[str, dict[str, str]] = {
@@ -65,14 +66,14 @@ def run() -> dict[str, Any]:
         paths = {}
         first = alarm_event("orders-ddb-throttle", "orders")
         calls.clear()
-        handler.lambda_handler(first, Context())
+        handler.lambda_handler(first, LambdaContext())
         paths["applied (dynamodb.scale_capacity)"] = list(calls)
         calls.clear()
-        handler.lambda_handler(first, Context())
+        handler.lambda_handler(first, LambdaContext())
         paths["duplicate delivery"] = list(calls)
         clock.advance(timedelta(minutes=5))
         calls.clear()
-        handler.lambda_handler(alarm_event("orders-ddb-throttle", "orders"), Context())
+        handler.lambda_handler(alarm_event("orders-ddb-throttle", "orders"), LambdaContext())
         paths["skipped: cooldown"] = list(calls)
         clock.use_real_time()
     for path, made in paths.items():

@@ -26,20 +26,6 @@ os.environ.update(FAKE_AWS)
 os.environ.pop("AWS_PROFILE", None)
 
 
-class Context:
-    """The Lambda context object."""
-
-    function_name = "remediator"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:remediator"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import boto3
 
-from bench.common import ROOT, Context, alarm_event, create_table, deployed_handler, median
+from bench.common import ROOT, alarm_event, create_table, deployed_handler, median
+from remediators.cli.lambda_runtime import LambdaContext
 
 
 def run(events: int = 60) -> dict[str, Any]:
@@ -34,12 +35,12 @@ def run(events: int = 60) -> dict[str, Any]:
     with deployed_handler(ROOT / "bench" / "storm-policy.yaml", before_load=hook) as (handler, _):
         for index in range(events + 1):
             create_table(f"storm-table-{index:03d}")
-        handler.lambda_handler(alarm_event("storm-warmup", "storm-table-000"), Context())
+        handler.lambda_handler(alarm_event("storm-warmup", "storm-table-000"), LambdaContext())
         for index in range(1, events + 1):
             table = f"storm-table-{index:03d}"
             in_calls[0] = 0.0
             begun = time.perf_counter()
-            result = handler.lambda_handler(alarm_event(f"storm-{index}", table), Context())
+            result = handler.lambda_handler(alarm_event(f"storm-{index}", table), LambdaContext())
             total = time.perf_counter() - begun
             assert result["outcome"] == "applied", result
             totals.append(total)

@@ -22,7 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Context, alarm_event, quiet_stdout
+from bench.common import ROOT, alarm_event, quiet_stdout
+from remediators.cli.lambda_runtime import LambdaContext
 
 POLICY = ROOT / "bench" / "storm-policy.yaml"
 TABLES, ALARMS, FIRES, COPIES, FLAPPING, FLAPS = 200, 1000, 3, 3, 50, 20
@@ -173,7 +174,7 @@ def _deliver_all(info: dict[str, Any]) -> dict[str, Any]:
         rss[0] = _rss_mb()
         begun = time.perf_counter()
         for index, (event, _, _) in enumerate(plan, start=1):
-            result = handler(event, Context())
+            result = handler(event, LambdaContext())
             key = "duplicate" if result.get("duplicate") else result["reason"] or result["outcome"]
             outcomes[key] += 1
             clock.advance(STEP)

@@ -26,6 +26,7 @@ for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="autoremediate-test-cache-")
 
 import remediators.actions  # noqa: E402,F401  (registers the actions)
+from remediators.cli.lambda_runtime import LambdaContext  # noqa: E402,F401  (for the tests)
 from remediators.core import clock  # noqa: E402
 from remediators.core.aws import reset_clients  # noqa: E402
 
@@ -93,22 +94,6 @@ def handler(function_env: dict[str, str]) -> Any:
     import remediators.handlers.remediator as module
 
     return importlib.reload(module).lambda_handler
-
-
-class LambdaContext:
-    """The context object the Lambda runtime passes to a handler."""
-
-    function_name = "remediator"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:remediator"
-
-    def __init__(self) -> None:
-        import uuid
-
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
 
 
 def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 128) -> None:

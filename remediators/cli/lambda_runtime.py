@@ -31,7 +31,7 @@ import boto3
 import remediators
 from remediators.cli.deploy import AsyncInvokeSettings
 
-__all__ = ["Invocation", "LambdaRuntime"]
+__all__ = ["Invocation", "LambdaContext", "LambdaRuntime"]
 
 
 @dataclass
@@ -133,8 +133,7 @@ class LambdaRuntime:
 
     def _run(self, function: _Function, event: dict[str, Any], logs: list[str]) -> Any:
         module_name, handler_name = function.handler.rsplit(".", 1)
-        request_id = str(uuid.uuid4())
-        context = _Context(function, request_id)
+        context = LambdaContext(function.name, function.arn, function.memory, function.timeout)
         with _function_environment(function), _capture_output(logs):
             module = importlib.import_module(module_name)
             if _LOADED_FOR.get(module_name) != function.arn:
@@ -149,18 +148,24 @@ class LambdaRuntime:
 _LOADED_FOR: dict[str, str] = {}
 
 
-class _Context:
+class LambdaContext:
     """The context object the Lambda runtime passes to a handler."""
 
-    def __init__(self, function: _Function, request_id: str) -> None:
-        self.function_name = function.name
+    def __init__(
+        self,
+        function_name: str = "remediator",
+        function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:remediator",
+        memory_mb: int = 256,
+        timeout_seconds: int = 120,
+    ) -> None:
+        self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = function.arn
-        self.memory_limit_in_mb = function.memory
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{function.name}"
-        self.log_stream_name = f"simulated/{request_id}"
-        self._timeout_ms = function.timeout * 1000
+        self.invoked_function_arn = function_arn
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"simulated/{self.aws_request_id}"
+        self._timeout_ms = timeout_seconds * 1000
 
     def get_remaining_time_in_millis(self) -> int:
         return self._timeout_ms
