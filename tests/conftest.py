@@ -102,3 +102,24 @@ def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 1
     from remediators.cli.scenario import FunctionSpec
 
     create(FunctionSpec(name=name, timeout=timeout, memory=memory))
+
+
+@pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's conditional writes are: moto checks a
+    condition and writes without a lock, so concurrent tests would race inside moto itself."""
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        @functools.wraps(original)
+        def atomic(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, atomic)

@@ -29,7 +29,9 @@ from typing import Any
 import boto3
 
 import remediators
+from remediators.cli.access import AccessChecker, call_of
 from remediators.cli.deploy import AsyncInvokeSettings
+from remediators.core.aws import reset_clients
 
 __all__ = ["Invocation", "LambdaContext", "LambdaRuntime"]
 
@@ -44,6 +46,8 @@ class Invocation:
     error: str | None = None
     dead_letter: str | None = None  # queue the event went to after the last failed attempt
     logs: list[str] = field(default_factory=list)
+    # Calls the function's deployed role would not allow (least privilege, checked).
+    denied: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +61,7 @@ class _Function:
     task_root: Path
     dead_letter_arn: str | None
     retries: int
+    access: AccessChecker
 
 
 class LambdaRuntime:
@@ -65,6 +70,12 @@ class LambdaRuntime:
     def __init__(self, code_bucket: str, async_settings: dict[str, AsyncInvokeSettings]) -> None:
         self.code_bucket = code_bucket
         self.async_settings = async_settings
+        self._current: tuple[_Function, Invocation] | None = None
+        # Every client made from now on (the handler's too) reports its calls for checking.
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", self._check_access)
+        reset_clients()
         self._functions: dict[str, _Function] = {}
         self._workdir = tempfile.TemporaryDirectory(prefix="autoremediate-lambda-")
 
@@ -79,16 +90,35 @@ class LambdaRuntime:
         for _ in range(1 + function.retries):
             invocation.attempts += 1
             try:
+                self._current = (function, invocation)
                 invocation.result = self._run(function, event, invocation.logs)
                 invocation.error = None
                 return invocation
             except Exception as error:
                 invocation.error = f"{type(error).__name__}: {error}"
                 invocation.logs.append(traceback.format_exc())
+            finally:
+                self._current = None
         if function.dead_letter_arn:
             _send_to_dead_letter_queue(function.dead_letter_arn, event, invocation.error or "")
             invocation.dead_letter = function.dead_letter_arn
         return invocation
+
+    def _check_access(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        """botocore hook (with the call's API parameters): record a call the invoked function
+        may not make. It never raises: a checking error must not change the call."""
+        if self._current is None:
+            return
+        function, invocation = self._current
+        region, account = function.arn.split(":")[3:5]
+        try:
+            call = call_of(model.service_model.signing_name, model.name, params, account, region)
+            allowed = function.access.allowed(call)
+        except Exception as error:  # report, do not interfere
+            invocation.denied.append(f"{model.name}: could not check ({error!r})")
+            return
+        if not allowed:
+            invocation.denied.append(str(call))
 
     def _function(self, function_arn: str) -> _Function:
         if function_arn not in self._functions:
@@ -115,6 +145,7 @@ class LambdaRuntime:
             task_root=task_root,
             dead_letter_arn=settings.dead_letter_arn,
             retries=settings.retries,
+            access=AccessChecker(configuration["Role"]),
         )
 
     def _deployed_code(self, configuration: dict[str, Any]) -> bytes:

@@ -55,6 +55,7 @@ def _event_lines(event: EventResult, verbose: bool) -> list[str]:
         f"      outcome: {outcome}"
         + (f" after {event.attempts} attempts" if event.attempts > 1 else "")
     )
+    lines += [f"      DENIED by the deployed role: {call}" for call in event.denied]
     if event.dead_letter:
         lines.append(f"      dead-lettered to {event.dead_letter}")
     if event.audit:

@@ -91,6 +91,8 @@ class EventResult:
     logs: list[str] = field(default_factory=list)
     # Delivery to the last handler's return (the change read back, when there is one).
     elapsed_ms: float = 0.0
+    # Calls the deployed role would not allow.
+    denied: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -461,6 +463,7 @@ def _deliver(
         invocation = runtime.invoke_async(route.target_arn, event)
         result.attempts += invocation.attempts
         result.logs += invocation.logs
+        result.denied += invocation.denied
         if invocation.error is not None:
             result.outcome, result.error = "failed", invocation.error
             result.dead_letter = invocation.dead_letter
@@ -511,6 +514,8 @@ def _check(scenario: Scenario, report: Report) -> list[Check]:
             for wanted, event in zip(expected_outcomes, report.events, strict=True)
         )
         checks.append(Check("outcomes", expected_outcomes, actual, passed))
+    denied = sorted({call for event in report.events for call in event.denied})
+    checks.append(Check("least privilege: every call allowed by the role", [], denied, not denied))
     for kind, label, expectations in (
         ("dynamodb_tables", "dynamodb table", scenario.expect.resources.dynamodb_tables),
         ("lambda_functions", "lambda function", scenario.expect.resources.lambda_functions),

@@ -259,6 +259,7 @@ def test_the_same_event_delivered_twice_acts_once(
     assert _capacity() == (10, 10)
 
 
+@pytest.mark.usefixtures("atomic_dynamodb")
 def test_twenty_threads_delivering_the_same_event_apply_once(handler: Handler) -> None:
     _table()
     event = _event()
@@ -318,6 +319,7 @@ def test_an_event_for_a_locked_resource_is_skipped_as_locked(
     assert _capacity() == (10, 10)
 
 
+@pytest.mark.usefixtures("atomic_dynamodb")
 def test_twenty_threads_with_different_alarms_on_one_table_apply_once(handler: Handler) -> None:
     _table()
     events = [_event(alarm=f"orders-ddb-throttle-{i}") for i in range(20)]

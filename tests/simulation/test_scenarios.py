@@ -93,25 +93,12 @@ def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
         "resources: {dynamodb_tables: [{name: orders}]}\n"
         "alarms: [{name: orders-ddb-throttle-x, namespace: AWS/DynamoDB,"
         " metric: WriteThrottleEvents, dimensions: {TableName: orders}}]\n"
-        "steps: [{fire: orders-ddb-throttle-x}]\n"
+        "steps:\n"
+        "  - inject_fault: {call: dynamodb.UpdateTable, error: InternalServerError, times: 5}\n"
+        "  - fire: orders-ddb-throttle-x\n"
     )
-    from remediators.core.aws import client
 
-    def refuse(**kwargs: object) -> None:
-        from botocore.exceptions import ClientError
-
-        raise ClientError(
-            {"Error": {"Code": "InternalServerError", "Message": "boom"}}, "UpdateTable"
-        )
-
-    # The handler's own (cached) client: register after the first call creates it.
-    original_run = simulator.run
-
-    def run_with_fault() -> Report:
-        client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
-        return original_run(load_scenario(scenario), str(scenario))
-
-    report = run_with_fault()
+    report = simulator.run(load_scenario(scenario), str(scenario))
 
     [event] = report.events
     assert event.outcome == "failed"
@@ -120,6 +107,9 @@ def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     assert "RemediatorDeadLetters" in event.dead_letter
     assert event.audit is not None
     assert event.audit["outcome"] == "failed"
+    assert [n["subject"] for n in event.notifications] == [
+        "[autoremediate] ESCALATION: failed on dynamodb:table/orders"
+    ]
 
 
 def test_json_report_has_events_and_expectations(capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,3 +239,23 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
     bad.write_text("policies: []\n")
     assert main(["validate", str(bad)]) == 2
     assert "  policies: List should have at least 1 item" in capsys.readouterr().err
+
+
+def test_a_call_the_deployed_role_does_not_allow_fails_the_scenario(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from remediators.cli.access import AccessChecker
+
+    original = AccessChecker.allowed
+    monkeypatch.setattr(
+        AccessChecker,
+        "allowed",
+        lambda self, call: call.action != "sns:Publish" and original(self, call),
+    )
+
+    report = _run(simulator, "throttled-table")
+
+    [check] = [c for c in report.expectations if c.check.startswith("least privilege")]
+    assert not check.passed
+    [denied] = check.actual
+    assert denied.startswith("sns:Publish on arn:aws:sns:us-east-1:123456789012:")

@@ -1,0 +1,120 @@
+"""Least privilege, checked while the simulator runs: each AWS call a deployed function makes,
+with the resource it touches, against that function's deployed role (explicit Deny first,
+then Allow; `*` and `?` as IAM matches them). moto enforces IAM actions but not resources,
+so the simulator checks both, and a call the role would not allow fails the scenario."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+__all__ = ["AccessChecker", "Call", "call_of"]
+
+# IAM prefixes that differ from the API's signing name.
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """An IAM action on a resource, with the condition keys the request sets."""
+
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.resource}"
+
+
+def call_of(  # noqa: PLR0911 (one return per service)
+    signing_name: str, operation: str, params: dict[str, Any], account: str, region: str
+) -> Call:
+    """The IAM action and resource ARN of an API call (for the services actions use)."""
+    service = _IAM_PREFIX.get(signing_name, signing_name)
+    action = f"{service}:{operation}"
+    arn = f"arn:aws:{service}:{region}:{account}:"
+    if service == "dynamodb" and "TableName" in params:
+        resource = f"{arn}table/{params['TableName']}"
+        if params.get("IndexName"):
+            resource += f"/index/{params['IndexName']}"
+        return Call(action, resource)
+    if service == "lambda" and "FunctionName" in params:
+        function = str(params["FunctionName"]).rsplit(":function:", 1)[-1]
+        if operation in ("GetAlias", "UpdateAlias"):
+            function += f":{params['Name']}"
+        return Call(action, f"{arn}function:{function}")
+    if service == "ssm" and "Name" in params:
+        return Call(action, f"{arn}parameter{params['Name']}")
+    if service == "sns" and "TopicArn" in params:
+        return Call(action, str(params["TopicArn"]))
+    if service == "scheduler" and "Name" in params:
+        group = params.get("GroupName", "default")
+        return Call(action, f"{arn}schedule/{group}/{params['Name']}")
+    if service == "cloudwatch" and params.get("AlarmNames"):
+        return Call(action, f"{arn}alarm:{params['AlarmNames'][0]}")
+    if service == "application-autoscaling":
+        namespace = str(params.get("ServiceNamespace", ""))
+        context = (("application-autoscaling:service-namespace", namespace),)
+        if operation == "RegisterScalableTarget":
+            # A scalable target's ARN ends in an id AWS makes up; any id stands for it.
+            digest = hashlib.sha256(str(params.get("ResourceId")).encode()).hexdigest()[:32]
+            return Call(action, f"{arn}scalable-target/{digest}", context)
+        return Call(action, "*", context)
+    return Call(action, "*")
+
+
+class AccessChecker:
+    """The identity policies of one role, as deployed."""
+
+    def __init__(self, role_arn: str) -> None:
+        iam = boto3.client("iam")
+        role = role_arn.rsplit("/", 1)[-1]
+        self.statements: list[dict[str, Any]] = []
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            self.statements += _statements(document)
+        for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+            version = iam.get_policy_version(
+                PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
+            )
+            self.statements += _statements(version["PolicyVersion"]["Document"])
+
+    def allowed(self, call: Call) -> bool:
+        """Whether the role allows the call: no Deny matches and some Allow does."""
+        matching = [s for s in self.statements if _matches(s, call)]
+        if any(s["Effect"] == "Deny" for s in matching):
+            return False
+        return any(s["Effect"] == "Allow" for s in matching)
+
+
+def _statements(document: Any) -> list[dict[str, Any]]:
+    if isinstance(document, str):  # some SDKs return it URL-encoded
+        document = json.loads(urllib.parse.unquote(document))
+    statements = document.get("Statement", [])
+    return [statements] if isinstance(statements, dict) else list(statements)
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _matches(statement: dict[str, Any], call: Call) -> bool:
+    actions = _listed(statement.get("Action", []))
+    resources = _listed(statement.get("Resource", []))
+    if not any(fnmatch.fnmatchcase(call.action.lower(), a.lower()) for a in actions):
+        return False
+    if not any(fnmatch.fnmatchcase(call.resource, r) for r in resources):
+        return False
+    context = dict(call.context)
+    for operator, conditions in statement.get("Condition", {}).items():
+        for key, expected in conditions.items():
+            if operator != "StringEquals" or context.get(key) not in _listed(expected):
+                return False  # a condition this checker cannot establish does not hold
+    return True
