@@ -193,7 +193,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             try:
                 client("dynamodb").update_table(TableName=table, **request)
             except ClientError as error:
-                raise ActionError(f"UpdateTable {table} failed: {_message(error)}") from error
+                raise ActionError.from_client_error(f"UpdateTable {table}", error) from error
         bounds_changed = [
             (key, bounds)
             for key, bounds in wanted["autoscaling"].items()
@@ -289,8 +289,3 @@ def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
         "capacity": {unit: dict(c) for unit, c in state["capacity"].items()},
         "autoscaling": {key: dict(b) for key, b in state["autoscaling"].items()},
     }
-
-
-def _message(error: ClientError) -> str:
-    details = error.response.get("Error", {})
-    return f"{details.get('Code', 'Error')}: {details.get('Message', '')}"

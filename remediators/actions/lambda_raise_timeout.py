@@ -122,10 +122,8 @@ class RaiseTimeout(Action[RaiseTimeoutParams, FunctionTarget]):
                 MemorySize=wanted["memory"],
             )
         except ClientError as error:
-            details = error.response.get("Error", {})
-            raise ActionError(
-                f"UpdateFunctionConfiguration {self.target.function} failed: "
-                f"{details.get('Code')}: {details.get('Message')}"
+            raise ActionError.from_client_error(
+                f"UpdateFunctionConfiguration {self.target.function}", error
             ) from error
 
     def _read(self, wait: bool) -> dict[str, Any]:

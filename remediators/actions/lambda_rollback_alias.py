@@ -120,10 +120,8 @@ class RollbackAlias(Action[RollbackAliasParams, AliasTarget]):
                 RoutingConfig={"AdditionalVersionWeights": state["weights"]},
             )
         except ClientError as error:
-            details = error.response.get("Error", {})
-            raise ActionError(
-                f"UpdateAlias {self.target.function}:{self.target.alias} failed: "
-                f"{details.get('Code')}: {details.get('Message')}"
+            raise ActionError.from_client_error(
+                f"UpdateAlias {self.target.function}:{self.target.alias}", error
             ) from error
 
     def _previous_version(self, current: str) -> str | None:

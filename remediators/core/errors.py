@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ActionError",
     "AutoremediateError",
@@ -25,6 +27,12 @@ class UnknownAction(AutoremediateError):
 
 class ActionError(AutoremediateError):
     """An action could not plan or apply its change."""
+
+    @classmethod
+    def from_client_error(cls, call: str, error: Any) -> ActionError:
+        """`<call> failed: <Code>: <Message>` from a botocore ClientError."""
+        details = error.response.get("Error", {})
+        return cls(f"{call} failed: {details.get('Code', 'Error')}: {details.get('Message', '')}")
 
 
 class TargetNotFound(ActionError):
