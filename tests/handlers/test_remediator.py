@@ -71,13 +71,15 @@ def _audit(function_env: dict[str, str], event_id: str) -> AuditRecord:
     return record
 
 
-def _refuse_update_table(code: str = "LimitExceededException") -> Any:
-    """Make UpdateTable fail with the real botocore error; returns the hook to unregister."""
+def _fail(service: str, operation: str, code: str, table: str | None = None) -> Any:
+    """Make the remediator's `operation` calls (on `table` only, if given) fail with the real
+    botocore error; returns the hook, to unregister."""
 
-    def refuse(**kwargs: Any) -> None:
-        raise ClientError({"Error": {"Code": code, "Message": "refused"}}, "UpdateTable")
+    def refuse(params: dict[str, Any], **kwargs: Any) -> None:
+        if table is None or params.get("TableName") == table:
+            raise ClientError({"Error": {"Code": code, "Message": "refused"}}, operation)
 
-    client("dynamodb").meta.events.register("before-call.dynamodb.UpdateTable", refuse)
+    client(service).meta.events.register(f"before-call.{service}.{operation}", refuse)
     return refuse
 
 
@@ -284,7 +286,7 @@ def test_a_failed_attempt_does_not_block_the_retry(
 ) -> None:
     _table()
     event = _event()
-    hook = _refuse_update_table("InternalServerError")
+    hook = _fail("dynamodb", "UpdateTable", "InternalServerError")
 
     with pytest.raises(Exception, match="InternalServerError"):
         handler(event, LambdaContext())
@@ -543,11 +545,8 @@ def test_a_lost_notification_or_schedule_never_fails_an_applied_change(
     _table()
     event = _event()
 
-    def refuse(**kwargs: Any) -> None:
-        raise ClientError({"Error": {"Code": "InternalError", "Message": "down"}}, "Publish")
-
-    client("sns").meta.events.register("before-call.sns.Publish", refuse)
-    client("scheduler").meta.events.register("before-call.scheduler.CreateSchedule", refuse)
+    _fail("sns", "Publish", "InternalError")
+    _fail("scheduler", "CreateSchedule", "InternalError")
 
     result = handler(event, LambdaContext())
 
@@ -588,11 +587,7 @@ def test_a_failed_lock_release_after_the_change_keeps_the_applied_record(
     _table()
     event = _event()
 
-    def refuse(params: dict[str, Any], **kwargs: Any) -> None:
-        if params.get("TableName") == function_env["LOCKS_TABLE_NAME"]:
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "x")
-
-    client("dynamodb").meta.events.register("before-call.dynamodb.DeleteItem", refuse)
+    _fail("dynamodb", "DeleteItem", "ThrottlingException", function_env["LOCKS_TABLE_NAME"])
 
     result = handler(event, LambdaContext())
 
@@ -628,10 +623,7 @@ def test_a_throttled_kill_switch_read_fails_the_event_for_a_retry_instead_of_ski
     _table()
     event = _event()
 
-    def throttle(**kwargs: Any) -> None:
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "x")
-
-    client("ssm").meta.events.register("before-call.ssm.GetParameter", throttle)
+    _fail("ssm", "GetParameter", "ThrottlingException")
 
     with pytest.raises(ClientError, match="ThrottlingException"):
         handler(event, LambdaContext())
