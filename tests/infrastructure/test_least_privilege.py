@@ -56,10 +56,32 @@ def test_scalable_targets_only_of_dynamodb(role: AccessChecker) -> None:
     )
 
 
-def test_the_explicit_deny_keeps_the_function_off_its_own_tables(
-    role: AccessChecker, deployed: Any
-) -> None:
-    audit = deployed.outputs["AuditTableName"]
+@pytest.fixture
+def targetless_stack(aws: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The stack for the built-in scenarios' policy file, whose policies without a target may
+    change any table or function: only the explicit deny keeps its own out of reach."""
+    from remediators.cli.deploy import deploy, synthesize
+    from remediators.cli.local_aws import LocalAws
+    from remediators.cli.scenario import BUILT_IN_DIR
 
-    assert _allowed(role, "dynamodb", "PutItem", TableName=audit)
+    assembly = synthesize(
+        BUILT_IN_DIR / "policies" / "built-in.yaml", tmp_path_factory.mktemp("synth-built-in")
+    )
+    return deploy(assembly, LocalAws(endpoint_url="in-process"))
+
+
+def test_the_explicit_deny_keeps_target_less_policies_off_the_stacks_own_tables(
+    targetless_stack: Any,
+) -> None:
+    function = boto3.client("lambda").get_function_configuration(
+        FunctionName=targetless_stack.outputs["RemediatorFunctionName"]
+    )
+    role = AccessChecker(function["Role"])
+    audit = targetless_stack.outputs["AuditTableName"]
+
+    assert _allowed(role, "dynamodb", "UpdateTable", TableName="any-team-table")  # table/*
     assert not _allowed(role, "dynamodb", "UpdateTable", TableName=audit)
+    assert not _allowed(
+        role, "lambda", "UpdateFunctionConfiguration", FunctionName=function["FunctionName"]
+    )
+    assert _allowed(role, "lambda", "UpdateFunctionConfiguration", FunctionName="any-team-function")
