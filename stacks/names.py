@@ -4,8 +4,23 @@ from __future__ import annotations
 
 STACK_NAME = "Autoremediate"
 # The remediator's code asset: these packages of `remediators/`, plus the validated policy.
-LAMBDA_PACKAGES = ("core", "actions", "handlers")
+LAMBDA_PACKAGES = ("core", "actions", "handlers", "flows")
 REMEDIATOR_HANDLER = "remediators.handlers.remediator.lambda_handler"
+APPROVAL_TASKS_HANDLER = "remediators.flows.approval.lambda_handler"
+APPROVAL_ENDPOINT_HANDLER = "remediators.handlers.approval_endpoint.lambda_handler"
+APPROVAL_ENDPOINT_TIMEOUT_SECONDS = 10
+
+
+def approval_state_machine_name(stack_name: str) -> str:
+    """Named, so that the remediator can start it without a reference (which is a cycle)."""
+    return f"autoremediate-{stack_name}-approval"
+
+
+def approval_signing_secret_name(stack_name: str) -> str:
+    """Named, so that grants need no reference to the secret."""
+    return f"autoremediate/{stack_name}/approval-signing-key"
+
+
 POWERTOOLS_SERVICE = "autoremediate"
 METRICS_NAMESPACE = "Autoremediate"
 # Public Powertools layer, resolved at deploy time: {arch} x86_64|arm64, {runtime} python3.x.

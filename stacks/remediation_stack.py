@@ -10,6 +10,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from remediators.core.policy import PolicyFile
+from stacks import names
+from stacks.constructs.approval_flow import ApprovalFlow
 from stacks.constructs.audit_table import AuditTable
 from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
@@ -36,21 +38,37 @@ class RemediationStack(Stack):
         guardrails = GuardrailState(self, "Guardrails")
         notifications = Notifications(self, "Notifications", channels=policy_file.notifications)
         verification = Verification(self, "Verification")
+        environment = {
+            "AUDIT_TABLE_NAME": audit.table.table_name,
+            "LOCKS_TABLE_NAME": guardrails.locks.table_name,
+            "IDEMPOTENCY_TABLE_NAME": guardrails.idempotency.table_name,
+            "KILL_SWITCH_PARAMETER": guardrails.kill_switch.parameter_name,
+            "SCHEDULER_ROLE_ARN": verification.scheduler_role.role_arn,
+            "NOTIFICATION_TOPICS": self.to_json_string(
+                {name: topic.topic_arn for name, topic in notifications.topics.items()}
+            ),
+        }
+        needs_approval = any(policy.needs_approval() for policy in policy_file.policies)
+        if needs_approval:
+            # By name, not by reference: the flow's tasks refer to the remediator function.
+            environment["APPROVAL_STATE_MACHINE_ARN"] = (
+                f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:"
+                + names.approval_state_machine_name(self.stack_name)
+            )
         remediator = RemediatorFunction(
-            self,
-            "Remediator",
-            policy_file=policy_file,
-            environment={
-                "AUDIT_TABLE_NAME": audit.table.table_name,
-                "LOCKS_TABLE_NAME": guardrails.locks.table_name,
-                "IDEMPOTENCY_TABLE_NAME": guardrails.idempotency.table_name,
-                "KILL_SWITCH_PARAMETER": guardrails.kill_switch.parameter_name,
-                "SCHEDULER_ROLE_ARN": verification.scheduler_role.role_arn,
-                "NOTIFICATION_TOPICS": self.to_json_string(
-                    {name: topic.topic_arn for name, topic in notifications.topics.items()}
-                ),
-            },
+            self, "Remediator", policy_file=policy_file, environment=environment
         )
+        functions = [remediator.function]
+        approval: ApprovalFlow | None = None
+        if needs_approval:
+            approval = ApprovalFlow(
+                self,
+                "Approval",
+                remediator=remediator,
+                environment=environment,
+                audit_table=audit.table,
+            )
+            functions += [approval.tasks, approval.endpoint]
         audit.grant_record_and_query(remediator.function)
         guardrails.grant_to(remediator.function)
         verification.grant_to(remediator.function, [p.alarm for p in policy_file.policies])
@@ -63,6 +81,7 @@ class RemediationStack(Stack):
                 resources=[
                     table.table_arn
                     for table in (audit.table, guardrails.locks, guardrails.idempotency)
+                    + ((approval.table,) if approval else ())
                 ],
             )
         )
@@ -78,7 +97,7 @@ class RemediationStack(Stack):
                         "lambda:UpdateFunctionConfiguration",
                         "lambda:PutFunctionConcurrency",
                     ],
-                    resources=[remediator.function.function_arn],
+                    resources=[function.function_arn for function in functions],
                 )
             ],
         )
@@ -126,3 +145,7 @@ class RemediationStack(Stack):
             ),
         )
         CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))
+        if approval is not None:
+            CfnOutput(self, "ApprovalsTableName", value=approval.table.table_name)
+            CfnOutput(self, "ApprovalStateMachineArn", value=approval.state_machine_arn)
+            CfnOutput(self, "ApprovalEndpointFunction", value=approval.endpoint.function_name)

@@ -155,7 +155,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
     def apply(self, plan: Plan) -> None:
         self._write(plan.before, plan.after)
 
-    def revert(self, before: dict[str, Any]) -> None:
+    def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
         self._write(self._read_state(), before)
 
     def _write(self, current: dict[str, Any], wanted: dict[str, Any]) -> None:

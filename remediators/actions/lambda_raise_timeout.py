@@ -111,7 +111,7 @@ class RaiseTimeout(Action[RaiseTimeoutParams, FunctionTarget]):
     def apply(self, plan: Plan) -> None:
         self._update(plan.after)
 
-    def revert(self, before: dict[str, Any]) -> None:
+    def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
         self._update(before)
 
     def _update(self, wanted: dict[str, Any]) -> None:

@@ -108,7 +108,7 @@ class RollbackAlias(Action[RollbackAliasParams, AliasTarget]):
     def apply(self, plan: Plan) -> None:
         self._point(plan.after)
 
-    def revert(self, before: dict[str, Any]) -> None:
+    def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
         self._point(before)
 
     def _point(self, state: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ class Call:
         return f"{self.action} on {self.resource}"
 
 
-def call_of(  # noqa: PLR0911 (one return per service)
+def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)
     signing_name: str, operation: str, params: dict[str, Any], account: str, region: str
 ) -> Call:
     """The IAM action and resource ARN of an API call (for the services actions use)."""
@@ -58,6 +58,14 @@ def call_of(  # noqa: PLR0911 (one return per service)
         return Call(action, f"{arn}schedule/{group}/{params['Name']}")
     if service == "cloudwatch" and params.get("AlarmNames"):
         return Call(action, f"{arn}alarm:{params['AlarmNames'][0]}")
+    if service == "secretsmanager" and "SecretId" in params:
+        secret = str(params["SecretId"])
+        # A secret's ARN is its name and six characters Secrets Manager adds.
+        return Call(action, secret if secret.startswith("arn:") else f"{arn}secret:{secret}-AbCdEf")
+    if service == "states" and "stateMachineArn" in params:
+        return Call(action, str(params["stateMachineArn"]))
+    if service == "states" and "taskToken" in params:
+        return Call(action, _state_machine_waiting_for(str(params["taskToken"]), account, region))
     if service == "application-autoscaling":
         namespace = str(params.get("ServiceNamespace", ""))
         context = (("application-autoscaling:service-namespace", namespace),)
@@ -67,6 +75,20 @@ def call_of(  # noqa: PLR0911 (one return per service)
             return Call(action, f"{arn}scalable-target/{digest}", context)
         return Call(action, "*", context)
     return Call(action, "*")
+
+
+def _state_machine_waiting_for(token: str, account: str, region: str) -> str:
+    """The state machine whose execution waits for `token` (a task token names no resource;
+    IAM checks the call against that state machine). Looked up in moto's interpreter."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    backend = stepfunctions_parser_backends[account][region]
+    for machine in backend.state_machines:
+        for execution in machine.executions:
+            worker = getattr(execution, "exec_worker", None)
+            if worker is not None and worker.env.callback_pool_manager.get(token) is not None:
+                return str(machine.arn)
+    return "*"  # no execution waits for it: the call fails anyway
 
 
 class AccessChecker:

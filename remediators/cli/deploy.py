@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
+import string
 import subprocess
 import sys
 import warnings
@@ -124,14 +126,18 @@ def deploy(assembly: Path, aws: LocalAws) -> DeployedStack:
         moto_logger.setLevel(level)
     if stack["StackStatus"] != "CREATE_COMPLETE":
         raise RuntimeError(f"stack {stack_name}: {stack['StackStatus']}")
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+        for r in summaries["StackResourceSummaries"]
+    }
     _create_literal_alarms(template)
+    _create_function_urls(template, physical)
+    _hand_state_machines_to_interpreter(aws)
+    _create_generated_secrets(template)
     return DeployedStack(
         name=stack_name,
         outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
-        resources={
-            r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
-            for r in summaries["StackResourceSummaries"]
-        },
+        resources=physical,
         template=template,
         not_simulated=sorted({m[1] for w in skipped if (m := _UNSUPPORTED.search(str(w.message)))}),
     )
@@ -189,6 +195,54 @@ def _create_literal_alarms(template: dict[str, Any]) -> None:
         cloudwatch.put_metric_alarm(**properties)
         cloudwatch.set_alarm_state(
             AlarmName=properties["AlarmName"], StateValue="OK", StateReason="deployed"
+        )
+
+
+def _create_function_urls(template: dict[str, Any], physical: dict[str, str]) -> None:
+    """moto's CloudFormation skips function URLs: create them through the API."""
+    lambda_client = boto3.client("lambda")
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Lambda::Url":
+            continue
+        properties = resource["Properties"]
+        function_id = properties["TargetFunctionArn"]["Fn::GetAtt"][0]
+        lambda_client.create_function_url_config(
+            FunctionName=physical[function_id], AuthType=properties["AuthType"]
+        )
+
+
+def _hand_state_machines_to_interpreter(aws: LocalAws) -> None:
+    """moto's CloudFormation files state machines where only the recording backend sees them;
+    executions run on its interpreter backend. Create each deployed state machine there too,
+    with the definition, role, logging and tracing CloudFormation resolved."""
+    from moto.stepfunctions.models import stepfunctions_backends
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    deployed = stepfunctions_backends[aws.account_id][aws.region]
+    interpreter = stepfunctions_parser_backends[aws.account_id][aws.region]
+    for machine in deployed.state_machines:
+        interpreter.create_state_machine(
+            name=machine.name,
+            definition=machine.definition,
+            roleArn=machine.roleArn,
+            loggingConfiguration=machine.loggingConfiguration,  # type: ignore[arg-type]
+            tracingConfiguration=machine.tracingConfiguration,  # type: ignore[arg-type]
+        )
+
+
+def _create_generated_secrets(template: dict[str, Any]) -> None:
+    """moto's CloudFormation skips secrets: create the named ones with a generated value, as
+    GenerateSecretString would (random letters and digits of the requested length)."""
+    secretsmanager = boto3.client("secretsmanager")
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::SecretsManager::Secret":
+            continue
+        properties = resource["Properties"]
+        length = int(properties.get("GenerateSecretString", {}).get("PasswordLength", 32))
+        alphabet = string.ascii_letters + string.digits
+        secretsmanager.create_secret(
+            Name=properties["Name"],
+            SecretString="".join(secrets.choice(alphabet) for _ in range(length)),
         )
 
 

@@ -4,7 +4,9 @@ The function's configuration is read back from the local AWS: its Handler settin
 entry point and its environment variables are set for the call. Its code is fetched from the
 deployed asset, checked against the function's CodeSha256, unpacked as LAMBDA_TASK_ROOT, and
 compared file by file with the modules imported here, so what runs is what was deployed.
-Async invocation is modelled too: retries, then the function's dead-letter queue.
+Async invocation is modelled too: retries, then the function's dead-letter queue. So are the
+synchronous invocations of Step Functions task states (moto's interpreter calls Lambda
+Invoke; a botocore hook runs the handler here instead) and function-URL requests.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import json
 import os
 import sys
 import tempfile
+import threading
+import time
 import traceback
 import uuid
 import zipfile
@@ -25,15 +29,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.response import StreamingBody
 
 import remediators
 from remediators.cli.access import AccessChecker, call_of
 from remediators.cli.deploy import AsyncInvokeSettings
 from remediators.core.aws import reset_clients
 
-__all__ = ["Invocation", "LambdaContext", "LambdaRuntime"]
+__all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime"]
 
 
 @dataclass
@@ -48,6 +55,15 @@ class Invocation:
     logs: list[str] = field(default_factory=list)
     # Calls the function's deployed role would not allow (least privilege, checked).
     denied: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What a function URL answered."""
+
+    status: int
+    body: str
+    headers: dict[str, str]
 
 
 @dataclass
@@ -70,11 +86,17 @@ class LambdaRuntime:
     def __init__(self, code_bucket: str, async_settings: dict[str, AsyncInvokeSettings]) -> None:
         self.code_bucket = code_bucket
         self.async_settings = async_settings
-        self._current: tuple[_Function, Invocation] | None = None
+        # Per thread: Step Functions runs task states on its own threads.
+        self._local = threading.local()
+        # One handler at a time: a handler runs with its function's environment variables.
+        self._running = threading.RLock()
+        # Step Functions' task invocations, for the report (function name, task, error).
+        self.task_invocations: list[Invocation] = []
         # Every client made from now on (the handler's too) reports its calls for checking.
         boto3.setup_default_session()
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-parameter-build", self._check_access)
+        boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self._task_invoke)
         reset_clients()
         self._functions: dict[str, _Function] = {}
         self._workdir = tempfile.TemporaryDirectory(prefix="autoremediate-lambda-")
@@ -89,27 +111,118 @@ class LambdaRuntime:
         invocation = Invocation(function_name=function.name, attempts=0)
         for _ in range(1 + function.retries):
             invocation.attempts += 1
-            try:
-                self._current = (function, invocation)
-                invocation.result = self._run(function, event, invocation.logs)
-                invocation.error = None
+            self._attempt(function, invocation, event)
+            if invocation.error is None:
                 return invocation
-            except Exception as error:
-                invocation.error = f"{type(error).__name__}: {error}"
-                invocation.logs.append(traceback.format_exc())
-            finally:
-                self._current = None
         if function.dead_letter_arn:
             _send_to_dead_letter_queue(function.dead_letter_arn, event, invocation.error or "")
             invocation.dead_letter = function.dead_letter_arn
         return invocation
 
+    def invoke(self, function_arn: str, event: dict[str, Any]) -> Invocation:
+        """Invoke synchronously (RequestResponse): one attempt, the error returned."""
+        function = self._function(function_arn)
+        invocation = Invocation(function_name=function.name, attempts=1)
+        self._attempt(function, invocation, event)
+        return invocation
+
+    def request_url(
+        self,
+        function_name: str,
+        method: str,
+        url: str,
+        form: dict[str, str] | None = None,
+        *,
+        source_ip: str = "198.51.100.7",
+        user_agent: str = "Mozilla/5.0 (simulated operator)",
+    ) -> tuple[HttpResponse, Invocation]:
+        """An HTTP request to the function's URL, as the event Lambda builds for it (payload
+        format 2.0); a form is sent url-encoded, as a browser posts it."""
+        parts = urlsplit(url)
+        body = "&".join(f"{k}={v}" for k, v in (form or {}).items()) if form else None
+        now = time.time()
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": parts.path or "/",
+            "rawQueryString": parts.query,
+            "queryStringParameters": dict(parse_qsl(parts.query)) or None,
+            "headers": {
+                "host": parts.netloc,
+                "user-agent": user_agent,
+                **({"content-type": "application/x-www-form-urlencoded"} if form else {}),
+            },
+            "requestContext": {
+                "accountId": "anonymous",
+                "apiId": parts.netloc.split(".", 1)[0],
+                "domainName": parts.netloc,
+                "http": {
+                    "method": method,
+                    "path": parts.path or "/",
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": user_agent,
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "timeEpoch": int(now * 1000),
+            },
+            "body": body,
+            "isBase64Encoded": False,
+        }
+        invocation = self.invoke(function_name, event)
+        if invocation.error is not None:
+            return HttpResponse(502, invocation.error, {}), invocation
+        result = invocation.result
+        response = HttpResponse(
+            int(result.get("statusCode", 200)),
+            str(result.get("body", "")),
+            {key.lower(): str(value) for key, value in (result.get("headers") or {}).items()},
+        )
+        return response, invocation
+
+    def _attempt(self, function: _Function, invocation: Invocation, event: dict[str, Any]) -> None:
+        with self._running:
+            try:
+                self._local.current = (function, invocation)
+                invocation.result = self._run(function, event, invocation.logs)
+                invocation.error = None
+            except Exception as error:
+                invocation.error = f"{type(error).__name__}: {error}"
+                invocation.logs.append(traceback.format_exc())
+            finally:
+                self._local.current = None
+
+    def _task_invoke(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        """botocore hook on Lambda Invoke (only Step Functions' interpreter invokes): run the
+        handler here and answer as Lambda would, with FunctionError when it raised."""
+        function_arn = unquote(params["url_path"].split("/functions/", 1)[1].split("/", 1)[0])
+        invocation = self.invoke(function_arn, json.loads(params["body"] or b"{}"))
+        self.task_invocations.append(invocation)
+        if invocation.error is None:
+            payload = json.dumps(invocation.result).encode()
+            extra: dict[str, str] = {}
+        else:
+            error_type, _sep, message = invocation.error.partition(": ")
+            payload = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+            extra = {"FunctionError": "Unhandled"}
+        parsed = {
+            "StatusCode": 200,
+            "Payload": StreamingBody(io.BytesIO(payload), len(payload)),
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+            **extra,
+        }
+        return AWSResponse(params["url"], 200, {}, None), parsed
+
     def _check_access(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         """botocore hook (with the call's API parameters): record a call the invoked function
         may not make. It never raises: a checking error must not change the call."""
-        if self._current is None:
+        current = getattr(self._local, "current", None)
+        if current is None:
             return
-        function, invocation = self._current
+        function, invocation = current
         region, account = function.arn.split(":")[3:5]
         try:
             call = call_of(model.service_model.signing_name, model.name, params, account, region)

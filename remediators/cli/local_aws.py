@@ -44,6 +44,7 @@ class LocalAws:
 @contextmanager
 def local_aws() -> Iterator[LocalAws]:
     """Start moto's server on a free port of 127.0.0.1; point boto3 at it until exit."""
+    from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -51,12 +52,19 @@ def local_aws() -> Iterator[LocalAws]:
     # the stack; `deploy` records them once instead.
     logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+    # Step Functions executions run on moto's interpreter (not just recorded as started).
+    saved_config = default_user_config.get("stepfunctions") or {"execute_state_machine": False}
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    saved = {key: os.environ.get(key) for key in (*_FAKE_ENV, *_CLEARED_ENV, "AWS_ENDPOINT_URL")}
-    os.environ.update(_FAKE_ENV, AWS_ENDPOINT_URL=endpoint)
+    saved = {
+        key: os.environ.get(key)
+        for key in (*_FAKE_ENV, *_CLEARED_ENV, "AWS_ENDPOINT_URL", "MOTO_PORT")
+    }
+    # The interpreter calls AWS (Lambda for task states) on localhost:MOTO_PORT.
+    os.environ.update(_FAKE_ENV, AWS_ENDPOINT_URL=endpoint, MOTO_PORT=str(port))
     for key in _CLEARED_ENV:
         os.environ.pop(key, None)
     reset_clients()
@@ -64,6 +72,7 @@ def local_aws() -> Iterator[LocalAws]:
         yield LocalAws(endpoint_url=endpoint)
     finally:
         server.stop()
+        default_user_config["stepfunctions"] = saved_config
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from remediators.cli.deploy import (
     deploy,
     synthesize,
 )
-from remediators.cli.lambda_runtime import LambdaRuntime
+from remediators.cli.lambda_runtime import HttpResponse, LambdaRuntime
 from remediators.cli.local_aws import LocalAws
 from remediators.cli.operator import (
     dead_letters,
@@ -41,6 +42,8 @@ from remediators.cli.operator import (
 )
 from remediators.cli.routing import Route, Router
 from remediators.cli.scenario import (
+    ApproveStep,
+    AwaitTimeoutStep,
     EventStep,
     FaultStep,
     FireStep,
@@ -48,7 +51,9 @@ from remediators.cli.scenario import (
     HistoryStep,
     KillSwitchStep,
     OkStep,
+    PrefetchStep,
     RedeliverStep,
+    RejectStep,
     ReplayStep,
     RevertStep,
     Scenario,
@@ -56,6 +61,7 @@ from remediators.cli.scenario import (
     WaitStep,
 )
 from remediators.core import clock
+from remediators.core.approval import ApprovalStore
 from remediators.core.audit import AuditStore
 from remediators.core.aws import client
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
@@ -65,6 +71,8 @@ from remediators.core.verify import SCHEDULE_GROUP
 __all__ = ["Check", "Entry", "EventResult", "Report", "Simulator"]
 
 _INLINE_POLICY = "inline-policy.json"
+# How long the simulator waits for an approval flow's next step (moto's interpreter).
+_FLOW_WAIT_SECONDS = 20.0
 
 
 @dataclass
@@ -216,6 +224,8 @@ class _Playback:
         self.inbox = _Inbox.subscribe(stack)
         self.router = Router()
         self.audit = AuditStore(stack.outputs["AuditTableName"])
+        approvals_table = stack.outputs.get("ApprovalsTableName")
+        self.approvals = ApprovalStore(approvals_table) if approvals_table else None
         self.delivered: list[dict[str, Any]] = []
         self.faults: list[tuple[Any, str, Callable[..., None]]] = []
 
@@ -252,6 +262,127 @@ class _Playback:
         result = _deliver(event, routes, self.runtime, self.audit, self.inbox)
         self.report.events.append(result)
         self.report.note("event", f"{result.alarm} {result.state}: {result.label}", result)
+        if result.outcome == "pending" and result.audit and result.audit.get("approval"):
+            self._await_request(result)
+
+    def _await_request(self, result: EventResult) -> None:
+        """The flow's first task runs on Step Functions' thread: wait until it has stored the
+        approval and sent the email (bounded), and file the email with the event."""
+        assert result.audit is not None
+        assert self.approvals is not None
+        approval_id = result.audit["approval"]["id"]
+        deadline = time.monotonic() + _FLOW_WAIT_SECONDS
+        while self.approvals.get(approval_id) is None:
+            if time.monotonic() > deadline or self._execution_status(result) != "RUNNING":
+                raise ScenarioError(f"the approval flow of {result.event_id} sent no request")
+            time.sleep(0.05)
+        while not (emails := self.inbox.drain()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result.notifications += emails
+        for email in emails:
+            self.report.note("approval", f"email: {email['subject']}")
+
+    def _latest_pending(self) -> EventResult:
+        for event in reversed(self.report.events):
+            if event.outcome == "pending" and event.audit and event.audit.get("approval"):
+                return event
+        raise ScenarioError(f"{self.scenario.name}: no change is waiting for approval")
+
+    def _links(self, event: EventResult) -> dict[str, str]:
+        """The approve and reject links of the event's approval email, as an operator sees them."""
+        for email in event.notifications:
+            links = {
+                line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
+                for line in email["message"].splitlines()
+                if line.startswith(("Approve: ", "Reject:  "))
+            }
+            if {"approve", "reject"} <= links.keys():
+                return links
+        raise ScenarioError(f"no approval email with links for {event.event_id}")
+
+    def _open(self, method: str, url: str, form: dict[str, str] | None = None) -> HttpResponse:
+        endpoint = self.stack.outputs["ApprovalEndpointFunction"]
+        response, invocation = self.runtime.request_url(endpoint, method, url, form)
+        denied = invocation.denied
+        if denied:
+            self.report.events[-1].denied += denied
+        return response
+
+    def _decide(self, step: ApproveStep | RejectStep) -> None:
+        pending = self._latest_pending()
+        verdict = "approve" if isinstance(step, ApproveStep) else "reject"
+        link = self._links(pending)[verdict]
+        page = self._open("GET", link)
+        self.report.note("operator", f"opened the {verdict} link: {page.status} {_title(page)}")
+        forms = _forms(page.body)
+        if page.status != 200 or verdict not in forms:
+            raise ScenarioError(f"the {verdict} link did not show a confirmation: {page.body}")
+        answer = self._open("POST", link.split("?", 1)[0], forms[verdict])
+        self.report.note("operator", f"confirmed ({verdict}): {answer.status} {_title(answer)}")
+        self._finish_flow(pending)
+
+    def _prefetch(self, step: PrefetchStep) -> None:
+        pending = self._latest_pending()
+        for verdict, link in sorted(self._links(pending).items()):
+            page = self._open("GET", link)
+            self.report.note(
+                "scanner", f"prefetched the {verdict} link: {page.status} {_title(page)}"
+            )
+        assert self.approvals is not None
+        status = self.approvals.get(pending.audit["approval"]["id"])  # type: ignore[index]
+        self.report.note("scanner", f"approval still {status['status'] if status else 'missing'}")
+
+    def _await_timeout(self, step: AwaitTimeoutStep) -> None:
+        pending = self._latest_pending()
+        self.report.note(
+            "step", f"nobody decides: wait for the approval of {pending.event_id} to time out"
+        )
+        self._finish_flow(pending, limit=_FLOW_WAIT_SECONDS + self._approval_window(pending))
+
+    def _approval_window(self, pending: EventResult) -> float:
+        assert pending.audit is not None
+        deadline = datetime.fromisoformat(pending.audit["approval"]["deadline"])
+        return max(0.0, (deadline - clock.now()).total_seconds())
+
+    def _execution_status(self, pending: EventResult) -> str:
+        assert pending.audit is not None
+        execution = pending.audit["approval"]["execution"]
+        return str(client("stepfunctions").describe_execution(executionArn=execution)["status"])
+
+    def _finish_flow(self, pending: EventResult, limit: float = _FLOW_WAIT_SECONDS) -> None:
+        """Wait for the approval execution to end; report its final record as an event."""
+        deadline = time.monotonic() + limit
+        while (status := self._execution_status(pending)) == "RUNNING":
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"the approval flow of {pending.event_id} did not end")
+            time.sleep(0.05)
+        record = self.audit.get(pending.event_id)
+        result = EventResult(
+            event_id=pending.event_id,
+            alarm=pending.alarm,
+            state=pending.state,
+            outcome=record.outcome.value if record else "unmatched",
+            routes=["approval flow"],
+        )
+        if record is not None:
+            result.audit = record.model_dump(mode="json")
+            result.reason, result.policy, result.action = (
+                record.reason,
+                record.policy,
+                record.action,
+            )
+            result.target, result.changes = record.target, record.changes
+            result.before, result.after, result.error = record.before, record.after, record.error
+        for invocation in self.runtime.task_invocations:
+            result.logs += invocation.logs
+            result.denied += invocation.denied
+            result.attempts += invocation.attempts
+        self.runtime.task_invocations.clear()
+        result.notifications = self.inbox.drain()
+        self.report.events.append(result)
+        decided = (record.approval or {}) if record else {}
+        who = f" by {decided['source_ip']}" if decided.get("source_ip") else ""
+        self.report.note("approval", f"flow {status.lower()}{who}: {result.label}", result)
 
     def _alarm_state(self, name: str) -> str:
         """The alarm's state; a scenario alarm, or one the stack deployed (a preset)."""
@@ -403,7 +534,43 @@ _STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
     HistoryStep: _Playback._history,
     FaultStep: _Playback._inject_fault,
     ReplayStep: _Playback._replay,
+    ApproveStep: _Playback._decide,
+    RejectStep: _Playback._decide,
+    PrefetchStep: _Playback._prefetch,
+    AwaitTimeoutStep: _Playback._await_timeout,
 }
+
+
+class _FormParser(HTMLParser):
+    """The hidden fields of each form on a page, by the form's `decision` field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: dict[str, dict[str, str]] = {}
+        self._fields: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form":
+            self._fields = {}
+        elif tag == "input" and self._fields is not None and values.get("name"):
+            self._fields[str(values["name"])] = values.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self._fields is not None:
+            self.forms[self._fields.get("decision", "")] = self._fields
+            self._fields = None
+
+
+def _forms(page: str) -> dict[str, dict[str, str]]:
+    parser = _FormParser()
+    parser.feed(page)
+    return parser.forms
+
+
+def _title(response: HttpResponse) -> str:
+    start, end = response.body.find("<h1>"), response.body.find("</h1>")
+    return response.body[start + 4 : end] if 0 <= start < end else response.body[:80]
 
 
 class _Inbox:

@@ -203,6 +203,33 @@ class HistoryStep(_Spec):
     history: Duration
 
 
+class ApproveStep(_Spec):
+    """The operator opens the approve link of the latest approval email and confirms."""
+
+    approve: Literal["latest"]
+
+
+class RejectStep(_Spec):
+    """The operator opens the reject link of the latest approval email and confirms."""
+
+    reject: Literal["latest"]
+
+
+class PrefetchStep(_Spec):
+    """A mail scanner opens (GET) both links of the latest approval email."""
+
+    prefetch_links: Literal["latest"]
+
+
+class AwaitTimeoutStep(_Spec):
+    """Nobody decides: wait (in real time) until the latest approval flow times out."""
+
+    await_approval_timeout: Literal["latest"]
+
+
+ApprovalStep = ApproveStep | RejectStep | PrefetchStep | AwaitTimeoutStep
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
         return next(iter(type(value).model_fields))
@@ -222,14 +249,19 @@ Step = Annotated[
     | Annotated[ForceRevertStep, Tag("force_revert")]
     | Annotated[HistoryStep, Tag("history")]
     | Annotated[FaultStep, Tag("inject_fault")]
-    | Annotated[ReplayStep, Tag("replay")],
+    | Annotated[ReplayStep, Tag("replay")]
+    | Annotated[ApproveStep, Tag("approve")]
+    | Annotated[RejectStep, Tag("reject")]
+    | Annotated[PrefetchStep, Tag("prefetch_links")]
+    | Annotated[AwaitTimeoutStep, Tag("await_approval_timeout")],
     Discriminator(
         _step_kind,
         custom_error_type="step",
         custom_error_message="a step is one of `fire: ALARM`, `ok: ALARM`, `event: FILE.json`, "
         "`redeliver: latest`, `wait: 2h`, `kill_switch: enabled|disabled`, `revert: latest|ID`, "
         "`force_revert: latest|ID`, `history: 1d`, `inject_fault: {call, error, times}`, "
-        "`replay: dead_letters`",
+        "`replay: dead_letters`, `approve: latest`, `reject: latest`, `prefetch_links: latest`, "
+        "`await_approval_timeout: latest`",
     ),
 ]
 
@@ -261,9 +293,7 @@ class ResourceExpectations(_Spec):
     lambda_functions: list[FunctionExpectation] = Field(default_factory=list)
 
 
-OutcomeName = Literal[
-    "unmatched", "invalid", "applied", "skipped", "pending_approval", "rejected", "failed"
-]
+OutcomeName = Literal["unmatched", "invalid", "applied", "skipped", "pending", "failed"]
 
 
 class Expectations(_Spec):

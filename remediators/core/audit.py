@@ -24,7 +24,7 @@ __all__ = ["AuditRecord", "AuditStore", "Outcome"]
 BY_TARGET_INDEX = "by_target"
 BY_ALARM_INDEX = "by_alarm"
 TTL_ATTRIBUTE = "expires_at"
-_JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec")
+_JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec", "approval")
 
 
 def _iso(moment: datetime) -> str:
@@ -41,6 +41,9 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     SKIPPED = "skipped"
     FAILED = "failed"
+    # Planned, waiting for an operator's decision in the approval flow (which then records
+    # the final outcome under the same event id).
+    PENDING = "pending"
     INVALID = "invalid"
 
 
@@ -69,6 +72,8 @@ class AuditRecord(BaseModel):
     recovery_seconds: int | None = None
     # Set on an applied action at its verification deadline: was its alarm out of ALARM?
     verified: bool | None = None
+    # Set when the change needed approval: the approval id, and who decided what, when.
+    approval: dict[str, Any] | None = None
     changes: list[str] = Field(default_factory=list)
     before: dict[str, Any] | None = None
     planned: dict[str, Any] | None = None

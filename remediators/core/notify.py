@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from remediators.core.approval import ApprovalRequest
 from remediators.core.audit import AuditRecord, Outcome
 from remediators.core.aws import client
 
-__all__ = ["Notifier", "render"]
+__all__ = ["Notifier", "render", "render_approval_request"]
 
 _WHY_ESCALATED = {
     "at_cap": "Nothing was changed: the resource is already at the policy's maximum or the "
@@ -17,6 +18,14 @@ _WHY_ESCALATED = {
     "should look at why.",
     "unresolved": "The change was made, but the alarm is still in ALARM after the policy's "
     "verify_within window: the change did not fix the cause. A person should look.",
+    "rejected": "Nothing was changed: an operator rejected the planned change.",
+    "approval_timeout": "Nothing was changed: nobody approved the planned change before its "
+    "deadline. The alarm may still need a person.",
+    "changed_since_approval": "Nothing was changed: the resource changed between the plan and "
+    "the approval, so the approved plan no longer applies. A person should look.",
+    "locked": "Nothing was changed: another action held the resource when the approved change "
+    "was due. A person should look.",
+    "disabled": "Nothing was changed: the kill switch was off when the approved change was due.",
     "failed": "The change failed and will be retried; if it keeps failing, the event lands "
     "in the dead-letter queue. A person should look.",
 }
@@ -30,10 +39,14 @@ class Notifier:
 
     def notify(self, record: AuditRecord, channel: str | None) -> str | None:
         """Publish `record` to `channel`'s topic; returns the message id, None if no topic."""
+        subject, body = render(record)
+        return self.send(channel, subject, body)
+
+    def send(self, channel: str | None, subject: str, body: str) -> str | None:
+        """Publish a message to `channel`'s topic; returns the message id, None if no topic."""
         topic = self.topics.get(channel) if channel else None
         if topic is None:
             return None
-        subject, body = render(record)
         response = client("sns").publish(TopicArn=topic, Subject=subject, Message=body)
         return str(response["MessageId"])
 
@@ -82,4 +95,35 @@ def render(record: AuditRecord) -> tuple[str, str]:
     lines += ["", f"Event id: {record.event_id}"]
     # SNS subjects: at most 100 characters, printable ASCII, no line breaks.
     subject = f"[autoremediate] {headline}"[:100]
+    return subject, "\n".join(lines)
+
+
+def render_approval_request(
+    request: ApprovalRequest, approve_url: str, reject_url: str
+) -> tuple[str, str]:
+    """Subject and body of the approval email: what would change, why, until when, links."""
+    lines = [
+        f"Approval needed: {request.action} on {request.target}",
+        "",
+        f"Alarm:    {request.alarm} (ALARM)",
+        f"Why:      {request.alarm_reason or 'the alarm is in ALARM'}",
+        f"Policy:   {request.policy} -> {request.action}",
+        "",
+        "Planned change:",
+        *[f"  - {change}" for change in request.plan.changes],
+        "",
+        f"Before:        {json.dumps(request.plan.before, sort_keys=True)}",
+        f"Planned after: {json.dumps(request.plan.after, sort_keys=True)}",
+        "",
+        f"Decide by {request.deadline:%Y-%m-%d %H:%M:%S} UTC; after that nothing is applied.",
+        "Each link opens a page that asks you to confirm; it works once.",
+        "",
+        f"Approve: {approve_url}",
+        "",
+        f"Reject:  {reject_url}",
+        "",
+        f"Or: remediate approvals approve {request.approval_id}",
+        f"Event id: {request.event_id}",
+    ]
+    subject = f"[autoremediate] Approval needed: {request.action} on {request.target}"[:100]
     return subject, "\n".join(lines)

@@ -185,7 +185,14 @@ class Defaults(_Model):
     max_actions_per_day: int = Field(default=3, ge=1, le=100)
     # Escalate when the alarm is still in ALARM this long after an action; 0s: never check.
     verify_within: Duration = timedelta(minutes=30)
+    # How long an operator has to approve a change that needs approval; then it is dropped.
+    approval_timeout: Duration = timedelta(hours=1)
     notify: str | None = None
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _approval_window(cls, value: timedelta) -> timedelta:
+        return _approval_window(value)
 
 
 class Policy(_Model):
@@ -201,7 +208,13 @@ class Policy(_Model):
     cooldown: Duration | None = None
     max_actions_per_day: int | None = Field(default=None, ge=1, le=100)
     verify_within: Duration | None = None
+    approval_timeout: Duration | None = None
     notify: str | None = None
+
+    @field_validator("approval_timeout")
+    @classmethod
+    def _approval_window(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _approval_window(value)
 
     @field_validator("action")
     @classmethod
@@ -258,6 +271,16 @@ class Policy(_Model):
         return self.action_class.risky
 
 
+# Step Functions waits at most a year for a task token; a decision needs at least a second.
+_MAX_APPROVAL_WINDOW = timedelta(days=365)
+
+
+def _approval_window(value: timedelta) -> timedelta:
+    if not timedelta(seconds=1) <= value <= _MAX_APPROVAL_WINDOW:
+        raise ValueError("approval_timeout must be between 1s and 365 days")
+    return value
+
+
 def _action_of(info: ValidationInfo) -> type[Action[Any, Any]] | None:
     name = info.data.get("action")  # absent when `action` itself failed validation
     return get_action(name) if name else None
@@ -292,11 +315,11 @@ class PolicyFile(_Model):
                     f"{owner}: notify {channel!r} is not a channel under `notifications` ({known})"
                 )
         for policy in self.policies:
-            if policy.needs_approval():
+            if policy.needs_approval() and self.channel(policy) is None:
                 raise ValueError(
-                    f"policy {policy.name!r}: approval is required (action {policy.action} is "
-                    "risky by default), but this version has no approval flow yet; set "
-                    "`approval: never` to run it unattended"
+                    f"policy {policy.name!r} needs approval (action {policy.action} is risky by "
+                    "default, or `approval: required`), so it needs a notification channel for "
+                    "the approval email: set `notify` on it or in `defaults`"
                 )
         return self
 
@@ -321,6 +344,16 @@ class PolicyFile(_Model):
     def verify_within(self, policy: Policy) -> timedelta:
         """How long after an action its alarm must have left ALARM (0: not checked)."""
         return self.defaults.verify_within if policy.verify_within is None else policy.verify_within
+
+    def approval_timeout(self, policy: Policy) -> timedelta:
+        """How long a change of this policy waits for an operator's decision."""
+        if policy.approval_timeout is None:
+            return self.defaults.approval_timeout
+        return policy.approval_timeout
+
+    def policy_named(self, name: str) -> Policy | None:
+        """The policy called `name`, if the file still has it."""
+        return next((p for p in self.policies if p.name == name), None)
 
     def channel(self, policy: Policy) -> str | None:
         """The notification channel of a policy, or the default one."""

@@ -92,9 +92,12 @@ class Action(ABC, Generic[ParamsT, TargetT]):
     target_model: ClassVar[type[Target]]
     risky: ClassVar[bool] = False
 
-    def __init__(self, target: TargetT, params: ParamsT) -> None:
+    def __init__(self, target: TargetT, params: ParamsT, alarm: AlarmDetail | None = None) -> None:
         self.target = target
         self.params = params
+        # The alarm that called for the action (None for a revert or a sweep): actions that
+        # look at what happened over the alarm's window read it.
+        self.alarm = alarm
 
     @classmethod
     @abstractmethod
@@ -128,8 +131,10 @@ class Action(ABC, Generic[ParamsT, TargetT]):
         """Make the planned change."""
 
     @abstractmethod
-    def revert(self, before: dict[str, Any]) -> None:
-        """Restore a recorded before-state."""
+    def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
+        """Undo a recorded change: `before` and `after` are the states the change recorded
+        (`after` as `read_back` reported it). Most actions restore `before`; an action whose
+        resource other writers also change (a WAF IP set) undoes only its own part, `after`."""
 
 
 _ACTIONS: dict[str, type[Action[Any, Any]]] = {}

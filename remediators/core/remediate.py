@@ -6,6 +6,8 @@ handler's idempotency on the event id):
 4. cooldown per policy and resource (`cooldown`)  5. circuit breaker: at most
 `max_actions_per_day` changes to a resource in any 24 hours (`circuit_open`, escalated)
 6. hard caps, in the action's plan (`at_cap`, escalated, when nothing is left to change).
+A change that needs approval is then handed to the approval flow (`pending`); once an operator
+decides, `apply_approved` or `conclude` records the final outcome under the same event id.
 After an action, a schedule checks at `verify_within` that its alarm left ALARM.
 """
 
@@ -19,13 +21,16 @@ from datetime import timedelta
 from typing import Any
 
 from remediators.core import clock
+from remediators.core.approval import ApprovalRequest, Decision, approval_id_for, start_approval
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.errors import TargetNotFound
 from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
-from remediators.core.policy import Policy, PolicyFile
-from remediators.core.registry import Action, Target
+from remediators.core.policy import Policy, PolicyFile, load_policy_file
+from remediators.core.registry import Action, Plan, Target
+from remediators.core.revert import describe_changes
+from remediators.core.settings import Settings
 from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
 
 __all__ = ["CIRCUIT_WINDOW", "RECOVERY_LOOKBACK", "Remediator"]
@@ -36,7 +41,9 @@ CIRCUIT_WINDOW = timedelta(days=1)
 # How far back a recovering alarm looks for the action to credit.
 RECOVERY_LOOKBACK = timedelta(days=7)
 # Reasons that need a person: notified as escalations.
-_ESCALATE = frozenset({"at_cap", "circuit_open"})
+_ESCALATE = frozenset({"at_cap", "circuit_open", "changed_since_approval"})
+# How an approval flow ends without an approved change, and the reason recorded for it.
+_UNAPPROVED = {"rejected": "rejected", "timeout": "approval_timeout"}
 
 
 _RECOVERY = "recovery"  # an OK event: credit the last action instead of acting
@@ -73,20 +80,36 @@ class Remediator:
         kill_switch: KillSwitch,
         locks: ResourceLocks,
         scheduler: Scheduler,
+        approval_state_machine: str | None = None,
     ) -> None:
         self.policies = policies
+        self.approval_state_machine = approval_state_machine
         self.audit = audit
         self.notifier = notifier
         self.kill_switch = kill_switch
         self.locks = locks
         self.scheduler = scheduler
 
+    @classmethod
+    def from_settings(cls, settings: Settings, function_arn: str) -> Remediator:
+        """The remediator the deployed functions run (`function_arn`: the remediator function,
+        which verification schedules invoke)."""
+        return cls(
+            policies=load_policy_file(settings.policy_path),
+            audit=AuditStore(settings.audit_table),
+            notifier=Notifier(settings.notification_topics),
+            kill_switch=KillSwitch(settings.kill_switch_parameter),
+            locks=ResourceLocks(settings.locks_table),
+            scheduler=Scheduler(function_arn, settings.scheduler_role_arn),
+            approval_state_machine=settings.approval_state_machine,
+        )
+
     def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
         """Remediate one event. A failure is recorded and notified, then re-raised so that
         Lambda retries the event and finally sends it to the dead-letter queue."""
         previous = self.audit.get(event.id)
-        if previous is not None and previous.outcome is Outcome.APPLIED:
-            # Acted already: a redelivery after its idempotency key expired, or a replay.
+        if previous is not None and (previous.outcome is Outcome.APPLIED or previous.approval):
+            # Acted (or asked) already: a redelivery after its idempotency key expired, a replay.
             return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
         base = _base(event)
         policy: Policy | None = None
@@ -157,6 +180,8 @@ class Remediator:
             return self._record(
                 base | {"error": plan.note or None}, Outcome.SKIPPED, plan.skip_reason
             )
+        if step.policy.needs_approval():
+            return self._record(base, Outcome.PENDING, "awaiting_approval")
         return self._record(base, Outcome.APPLIED, None)
 
     def _assess(self, event: AlarmEvent, base: dict[str, Any]) -> _Step:
@@ -177,7 +202,7 @@ class Remediator:
         base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
         if not self.kill_switch.enabled():
             return _Step(policy, stop="disabled")
-        return _Step(policy, policy.action_class(target, policy.params))
+        return _Step(policy, policy.action_class(target, policy.params, alarm))
 
     def _gate(self, base: dict[str, Any], policy: Policy) -> tuple[str, str | None] | None:
         """Cooldown and circuit breaker, from the audit trail: (reason, note) if blocked."""
@@ -221,7 +246,143 @@ class Remediator:
                 notify=escalate,
                 escalated=escalate,
             )
+        if policy.needs_approval():
+            return self._request_approval(base, policy, action, plan)
         action.apply(plan)
+        return self._applied(base, policy, action)
+
+    def _request_approval(
+        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
+    ) -> AuditRecord:
+        """Hand the planned change to the approval flow; the event ends as `pending`."""
+        if self.approval_state_machine is None:
+            raise RuntimeError("this policy needs approval, but no approval flow is configured")
+        now = base["started_at"]
+        timeout = self.policies.approval_timeout(policy)
+        request = ApprovalRequest(
+            approval_id=approval_id_for(base["event_id"]),
+            event_id=base["event_id"],
+            policy=policy.name,
+            action=policy.action,
+            alarm=base["alarm"],
+            alarm_reason=action.alarm.state.reason if action.alarm else "",
+            target=base["target"],
+            target_spec=base["target_spec"],
+            plan=plan,
+            requested_at=now,
+            deadline=now + timeout,
+            timeout_seconds=max(1, int(timeout.total_seconds())),
+        )
+        execution = start_approval(self.approval_state_machine, request)
+        approval = {
+            "id": request.approval_id,
+            "execution": execution,
+            "deadline": request.deadline.isoformat(),
+        }
+        return self._finish(base | {"approval": approval}, Outcome.PENDING, "awaiting_approval")
+
+    def apply_approved(self, request: ApprovalRequest, decision: Decision) -> AuditRecord:  # noqa: PLR0911
+        """An operator approved `request`: apply the approved plan if the guardrails still
+        allow it and the resource is as it was when planned; record the outcome."""
+        previous = self.audit.get(request.event_id)
+        if previous is not None and previous.outcome is Outcome.APPLIED:  # a retried task
+            return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
+        base = self._approval_base(request, decision.model_dump(mode="json"))
+        policy = self.policies.policy_named(request.policy)
+        if policy is None:
+            return self._finish(base, Outcome.SKIPPED, "no_policy")
+        if not self.kill_switch.enabled():
+            return self._finish(base, Outcome.SKIPPED, "disabled", policy, notify=True)
+        action_class = policy.action_class
+        action = action_class(
+            action_class.target_model.model_validate(request.target_spec), policy.params
+        )
+        try:
+            with self.locks.hold(request.target, owner=request.event_id) as held:
+                if not held:
+                    return self._finish(
+                        base, Outcome.SKIPPED, "locked", policy, notify=True, escalated=True
+                    )
+                stop = self._recheck(base, policy, action, request.plan)
+                if stop:
+                    reason, note = stop
+                    return self._finish(
+                        base | {"error": note},
+                        Outcome.SKIPPED,
+                        reason,
+                        policy,
+                        notify=True,
+                        escalated=reason in _ESCALATE,
+                    )
+                action.apply(request.plan)
+                return self._applied(base, policy, action)
+        except TargetNotFound as error:
+            return self._finish(
+                base | {"error": str(error)},
+                Outcome.SKIPPED,
+                "target_not_found",
+                policy,
+                notify=True,
+                escalated=True,
+            )
+        except Exception as error:
+            self._finish(
+                base | {"error": f"{type(error).__name__}: {error}"},
+                Outcome.FAILED,
+                None,
+                policy,
+                notify=True,
+                escalated=True,
+            )
+            raise
+
+    def _recheck(
+        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
+    ) -> tuple[str, str | None] | None:
+        """Before applying an approved plan: cooldown and circuit breaker again (other changes
+        may have happened while it waited), and the resource as it was when planned."""
+        blocked = self._gate(base, policy)
+        if blocked:
+            return blocked
+        current = action.read()
+        if action.comparable(current) != action.comparable(plan.before):
+            drift = "; ".join(describe_changes(plan.before, current))
+            return "changed_since_approval", f"changed since the plan: {drift}"
+        return None
+
+    def conclude(
+        self, request: ApprovalRequest, ending: str, decision: Decision | None = None
+    ) -> AuditRecord:
+        """The approval flow ended without an approved change (`rejected` or `timeout`):
+        nothing is applied; record who or what decided, and escalate."""
+        approval = decision.model_dump(mode="json") if decision else {"decision": ending}
+        base = self._approval_base(request, approval)
+        policy = self.policies.policy_named(request.policy)
+        return self._finish(
+            base, Outcome.SKIPPED, _UNAPPROVED[ending], policy, notify=True, escalated=True
+        )
+
+    @staticmethod
+    def _approval_base(request: ApprovalRequest, approval: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event_id": request.event_id,
+            "alarm": request.alarm,
+            "alarm_state": AlarmStateValue.ALARM.value,
+            "policy": request.policy,
+            "action": request.action,
+            "target": request.target,
+            "target_spec": request.target_spec,
+            "started_at": clock.now(),
+            "before": request.plan.before,
+            "planned": request.plan.after,
+            "changes": request.plan.changes,
+            "approval": {"id": request.approval_id} | approval,
+        }
+
+    def _applied(
+        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]
+    ) -> AuditRecord:
+        """The change is made: read it back, record, notify, schedule its verification."""
         # From here on the change is made: record it if at all possible, never fail the event
         # (a retry would act again).
         try:

@@ -1,4 +1,5 @@
-"""Undo a recorded change: restore its before-state through the action's `revert`.
+"""Undo a recorded change through the action's `revert`: restore its before-state (or, for an
+action whose resource has other writers, such as a WAF IP set, take back only its own part).
 
 A revert is guarded and audited like any change: it takes the resource's lock, refuses when the
 resource changed since the action (unless forced), and is itself an audit record (`applied`,
@@ -73,7 +74,7 @@ def revert(
             )
             audit.put(refused)
             raise RevertRefused(f"{refused.error} (use --force to revert anyway)")
-        action.revert(original.before)
+        action.revert(original.before, original.after)
         after = action.read_back()
         record = AuditRecord(
             outcome=Outcome.APPLIED,

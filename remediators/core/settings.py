@@ -26,6 +26,11 @@ class Settings(BaseModel):
     scheduler_role_arn: str
     notification_topics: dict[str, str]
     policy_path: Path
+    # The approval flow (absent in stacks built before it).
+    approval_state_machine: str | None = None
+    approvals_table: str | None = None
+    approval_signing_secret: str | None = None
+    approval_endpoint_function: str | None = None
 
     def __hash__(self) -> int:  # the handler caches its Remediator per settings
         return hash(self.model_dump_json())
@@ -44,4 +49,8 @@ class Settings(BaseModel):
             scheduler_role_arn=env["SCHEDULER_ROLE_ARN"],
             notification_topics=json.loads(env.get("NOTIFICATION_TOPICS", "{}")),
             policy_path=Path(env.get("POLICY_PATH", task_root / POLICY_ASSET_NAME)),
+            approval_state_machine=env.get("APPROVAL_STATE_MACHINE_ARN"),
+            approvals_table=env.get("APPROVALS_TABLE_NAME"),
+            approval_signing_secret=env.get("APPROVAL_SIGNING_SECRET"),
+            approval_endpoint_function=env.get("APPROVAL_ENDPOINT_FUNCTION"),
         )

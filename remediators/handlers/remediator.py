@@ -19,15 +19,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 import remediators.actions  # noqa: F401  (registers the actions the policy file names)
-from remediators.core.audit import AuditRecord, AuditStore
+from remediators.core.audit import AuditRecord
 from remediators.core.aws import client
 from remediators.core.events import AlarmEvent
-from remediators.core.guardrails import KillSwitch, ResourceLocks
-from remediators.core.notify import Notifier
-from remediators.core.policy import load_policy_file
 from remediators.core.remediate import Remediator
 from remediators.core.settings import Settings
-from remediators.core.verify import Scheduler, VerifyRequest
+from remediators.core.verify import VerifyRequest
 
 logger = Logger()
 metrics = Metrics()
@@ -58,14 +55,7 @@ persistence = DynamoDBPersistenceLayer(
 @cache
 def _remediator(settings: Settings, function_arn: str) -> Remediator:
     """Built once per execution environment (per settings), on first use."""
-    return Remediator(
-        policies=load_policy_file(settings.policy_path),
-        audit=AuditStore(settings.audit_table),
-        notifier=Notifier(settings.notification_topics),
-        kill_switch=KillSwitch(settings.kill_switch_parameter),
-        locks=ResourceLocks(settings.locks_table),
-        scheduler=Scheduler(function_arn, settings.scheduler_role_arn),
-    )
+    return Remediator.from_settings(settings, function_arn)
 
 
 @metrics.log_metrics

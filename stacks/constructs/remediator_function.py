@@ -38,44 +38,58 @@ class RemediatorFunction(Construct):
         super().__init__(scope, construct_id)
         self.dead_letter_queue = dead_letter_queue(self, "DeadLetters")
         self.log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
-        self.role = self._build_role()
-        self.function = lambda_.Function(
-            self,
+        self.role = function_role(self, "Role", self.log_group)
+        self.code = lambda_.Code.from_asset(str(self._stage_code(policy_file)))
+        self.layer = self._build_powertools_layer()
+        self.function = self.sibling(
             "Function",
             description="autoremediate: runs the remediation action for an alarm",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
             handler=names.REMEDIATOR_HANDLER,
-            code=lambda_.Code.from_asset(str(self._stage_code(policy_file))),
-            layers=[self._build_powertools_layer()],
             role=self.role,
-            timeout=Duration.seconds(names.REMEDIATOR_TIMEOUT_SECONDS),
-            memory_size=names.REMEDIATOR_MEMORY_MB,
             log_group=self.log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            environment=environment,
             dead_letter_queue=self.dead_letter_queue,
-            retry_attempts=names.FUNCTION_ASYNC_RETRIES,
-            environment={
-                "POWERTOOLS_SERVICE_NAME": names.POWERTOOLS_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
-                **environment,
-            },
         )
         permissions = action_permissions(policy_file)
         for statement in action_statements(permissions):
             self.role.add_to_policy(statement)
         acknowledge_wildcards(self.role, permissions)
 
-    def _build_role(self) -> iam.Role:
-        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        # Instead of AWSLambdaBasicExecutionRole (logs:* on every group): this group only.
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
+    def sibling(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        handler: str,
+        role: iam.IRole,
+        log_group: logs.ILogGroup,
+        environment: dict[str, str],
+        timeout_seconds: int = names.REMEDIATOR_TIMEOUT_SECONDS,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> lambda_.Function:
+        """A function of this code asset and layer (the remediator, or a flow's task)."""
+        return lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=self.code,
+            layers=[self.layer],
+            role=role,
+            timeout=Duration.seconds(timeout_seconds),
+            memory_size=names.REMEDIATOR_MEMORY_MB,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            dead_letter_queue=dead_letter_queue,
+            retry_attempts=names.FUNCTION_ASYNC_RETRIES if dead_letter_queue else None,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": names.POWERTOOLS_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+                **environment,
+            },
         )
-        return role
 
     def _build_powertools_layer(self) -> lambda_.ILayerVersion:
         parameter = names.POWERTOOLS_LAYER_PARAMETER.format(
@@ -104,6 +118,19 @@ class RemediatorFunction(Construct):
             json.dumps(policy_file.model_dump(mode="json", exclude_none=True), indent=1)
         )
         return staging
+
+
+def function_role(scope: Construct, construct_id: str, log_group: logs.ILogGroup) -> iam.Role:
+    """A Lambda role that may write to `log_group` only (instead of
+    AWSLambdaBasicExecutionRole: logs:* on every group)."""
+    role = iam.Role(scope, construct_id, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    return role
 
 
 def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:

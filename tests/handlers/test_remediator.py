@@ -555,8 +555,8 @@ def test_a_lost_notification_or_schedule_never_fails_an_applied_change(
     assert _capacity() == (10, 10)
 
 
-def test_an_error_alarm_on_an_alias_rolls_it_back_one_version(
-    handler: Handler, function_env: dict[str, str]
+def test_an_error_alarm_on_an_alias_waits_for_approval_then_rolls_it_back_one_version(
+    handler: Handler, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.actions.test_lambda_rollback_alias import publish_versions
 
@@ -567,15 +567,49 @@ def test_an_error_alarm_on_an_alias_rolls_it_back_one_version(
 
     result = handler(event, LambdaContext())
 
-    alias = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
-    assert alias["FunctionVersion"] == "1"
-    assert result["outcome"] == "applied"
+    # Risky: planned, handed to the approval flow, nothing changed yet.
+    assert (result["outcome"], result["reason"]) == ("pending", "awaiting_approval")
+    live = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
+    assert live["FunctionVersion"] == "2"
+    pending = _audit(function_env, event["id"])
+    assert pending.approval is not None
+    execution = boto3.client("stepfunctions").describe_execution(
+        executionArn=pending.approval["execution"]
+    )
+    assert execution["stateMachineArn"] == function_env["APPROVAL_STATE_MACHINE_ARN"]
+    request = json.loads(execution["input"])
+    assert request["plan"]["after"] == {"version": "1", "weights": {}}
+
+    # The flow's apply task, as Step Functions runs it once an operator approved.
+    import importlib
+
+    import remediators.flows.approval as flow
+
+    monkeypatch.setenv(
+        "REMEDIATOR_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:r"
+    )
+    decision = {
+        "approval_id": request["approval_id"],
+        "decision": "approve",
+        "decided_at": clock.now().isoformat(),
+        "source_ip": "198.51.100.7",
+        "user_agent": "test",
+    }
+    applied = importlib.reload(flow).lambda_handler(
+        {"task": "apply", "request": request, "decision": decision}, LambdaContext()
+    )
+
+    live = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
+    assert live["FunctionVersion"] == "1"
+    assert applied["outcome"] == "applied"
     record = _audit(function_env, event["id"])
     assert record.target == "lambda:function/checkout:live"
     assert (record.before, record.after) == (
         {"version": "2", "weights": {}},
         {"version": "1", "weights": {}},
     )
+    assert record.approval is not None
+    assert record.approval["source_ip"] == "198.51.100.7"
 
 
 # --- after the change is made, nothing may make the event act again -------------------------

@@ -156,8 +156,34 @@ def test_max_actions_per_day_defaults_to_3_and_can_be_set_per_policy() -> None:
     assert [policy_file.max_actions_per_day(p) for p in policy_file.policies] == [3, 5]
 
 
-def test_approval_required_is_refused_until_the_approval_flow_exists() -> None:
-    assert "no approval flow yet" in _error({"policies": [_policy(approval="required")]})
+def test_a_policy_that_needs_approval_needs_a_channel_for_the_approval_email() -> None:
+    assert "needs a notification channel" in _error({"policies": [_policy(approval="required")]})
+    assert "needs a notification channel" in _error(
+        {"policies": [_policy(action="lambda.rollback_alias", target=None, params=None)]}
+    )
+
+
+def test_approval_timeout_defaults_to_1h_and_is_bounded() -> None:
+    channel = {
+        "notifications": {"ops": {"email": ["a@example.com"]}},
+        "defaults": {"notify": "ops"},
+    }
+    policy_file = parse_policy_data(
+        {
+            **channel,
+            "policies": [
+                _policy(approval="required"),
+                _policy(name="b", alarm={"name": "b"}, approval="required", approval_timeout="5m"),
+            ],
+        },
+        "p",
+    )
+
+    timeouts = [policy_file.approval_timeout(p) for p in policy_file.policies]
+    assert timeouts == [timedelta(hours=1), timedelta(minutes=5)]
+    assert policy_file.policies[0].needs_approval()
+    too_long = {**channel, "policies": [_policy(approval_timeout="400d")]}
+    assert "approval_timeout must be between 1s and 365 days" in _error(too_long)
 
 
 def test_an_empty_file_is_refused() -> None:

@@ -77,5 +77,9 @@ def test_a_wildcard_permission_must_say_why() -> None:
 
 
 def _some_target_permissions(action: type[Action[Any, Any]]) -> list[Permission]:
-    fields = {name: "example" for name in action.target_model.model_fields}
+    fields = {
+        name: "example"
+        for name, field in action.target_model.model_fields.items()
+        if field.is_required()
+    }
     return action.permissions(action.target_model.model_validate(fields))

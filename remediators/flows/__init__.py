@@ -1,0 +1,1 @@
+"""Step Functions task handlers: the approval flow."""

@@ -1,0 +1,233 @@
+"""The approval flow: a Standard state machine that waits for an operator's decision, the
+endpoint behind the emailed links, the table of pending approvals and the link-signing key.
+
+    RequestApproval (.waitForTaskToken, timeout from the request)
+      -> Decision: approve -> ApplyApprovedChange        (fails -> ApplyFailed)
+                   reject  -> RecordRejection
+      timeout -> RecordTimeout
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks import names
+from stacks.constructs.remediator_function import RemediatorFunction, function_role
+
+# A decision may take up to this long (the policy model's limit); the execution a day more.
+_MAX_EXECUTION = Duration.days(366)
+_TASK_TIMEOUT = Duration.seconds(names.REMEDIATOR_TIMEOUT_SECONDS + 30)
+
+
+class ApprovalFlow(Construct):
+    """Everything a change that needs approval goes through."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        remediator: RemediatorFunction,
+        environment: dict[str, str],
+        audit_table: dynamodb.ITable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack_name = Stack.of(self).stack_name
+        self.state_machine_name = names.approval_state_machine_name(stack_name)
+        self.state_machine_arn = (
+            f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:"
+            + self.state_machine_name
+        )
+        self.secret_name = names.approval_signing_secret_name(stack_name)
+        # Secrets Manager appends six random characters to a secret's ARN.
+        secret_arn = (
+            f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:"
+            f"{self.secret_name}-??????"
+        )
+        self.table = dynamodb.Table(
+            self,
+            "Approvals",
+            partition_key=dynamodb.Attribute(
+                name="approval_id", type=dynamodb.AttributeType.STRING
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute="expires_at",
+            removal_policy=RemovalPolicy.RETAIN,  # who approved what is audit data
+        )
+        signing_key = secretsmanager.Secret(
+            self,
+            "SigningKey",
+            secret_name=self.secret_name,
+            description="autoremediate: HMAC key that signs approval links",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        Validations.of(signing_key).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SMG4",
+                reason="rotating the key would void every approval link in flight; replace "
+                "it by hand (a new deployment of the secret) when it must change",
+            )
+        )
+        approval_env = {
+            "APPROVALS_TABLE_NAME": self.table.table_name,
+            "APPROVAL_SIGNING_SECRET": self.secret_name,
+        }
+
+        endpoint_logs = logs.LogGroup(
+            self, "EndpointLogs", retention=logs.RetentionDays.THREE_MONTHS
+        )
+        endpoint_role = function_role(self, "EndpointRole", endpoint_logs)
+        self.endpoint = remediator.sibling(
+            "Endpoint",
+            description="autoremediate: the approve/reject links of approval emails",
+            handler=names.APPROVAL_ENDPOINT_HANDLER,
+            role=endpoint_role,
+            log_group=endpoint_logs,
+            environment={**approval_env, "AUDIT_TABLE_NAME": audit_table.table_name},
+            timeout_seconds=names.APPROVAL_ENDPOINT_TIMEOUT_SECONDS,
+        )
+        # Links must open from an email client: no IAM auth; every link is signed instead.
+        self.url = self.endpoint.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
+        endpoint_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        endpoint_role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[audit_table.table_arn])
+        )
+        endpoint_role.add_to_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
+        )
+        endpoint_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess"], resources=[self.state_machine_arn]
+            )
+        )
+
+        # The tasks apply changes: they run with the remediator's role and settings.
+        self.tasks = remediator.sibling(
+            "Tasks",
+            description="autoremediate: tasks of the approval flow",
+            handler=names.APPROVAL_TASKS_HANDLER,
+            role=remediator.role,
+            log_group=remediator.log_group,
+            environment={
+                **environment,
+                **approval_env,
+                "REMEDIATOR_FUNCTION_ARN": remediator.function.function_arn,
+                "APPROVAL_ENDPOINT_FUNCTION": self.endpoint.function_name,
+            },
+        )
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
+        )
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:GetFunctionUrlConfig"], resources=[self.endpoint.function_arn]
+            )
+        )
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[self.state_machine_arn]
+            )
+        )
+        self.state_machine = self._state_machine()
+
+    def _state_machine(self) -> sfn.StateMachine:
+        request = tasks.LambdaInvoke(
+            self,
+            "RequestApproval",
+            lambda_function=self.tasks,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "task": "request",
+                    "token": sfn.JsonPath.task_token,
+                    "execution": sfn.JsonPath.execution_id,
+                    "request": sfn.JsonPath.entire_payload,
+                }
+            ),
+            result_path="$.decision",
+            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+        )
+        apply = self._task("ApplyApprovedChange", {"task": "apply"}, with_decision=True)
+        reject = self._task(
+            "RecordRejection", {"task": "conclude", "ending": "rejected"}, with_decision=True
+        )
+        expired = self._task("RecordTimeout", {"task": "conclude", "ending": "timeout"})
+        request.add_catch(expired, errors=["States.Timeout"], result_path="$.timeout")
+        apply.add_catch(
+            sfn.Fail(self, "ApplyFailed", cause="the approved change failed; see the audit record"),
+            result_path="$.error",
+        )
+        decision = (
+            sfn.Choice(self, "Decision")
+            .when(sfn.Condition.string_equals("$.decision.decision", "approve"), apply)
+            .otherwise(reject)
+        )
+        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=self.state_machine_name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(request.next(decision)),
+            timeout=_MAX_EXECUTION,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+        )
+        tasks_function = self.tasks.node.default_child
+        assert isinstance(tasks_function, lambda_.CfnFunction)
+        tasks_id = Stack.of(self).get_logical_id(tasks_function)
+        Validations.of(state_machine.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray tracing (xray:PutTraceSegments, ...) and log delivery "
+                "(logs:CreateLogDelivery, ...) accept no resource ARN",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{tasks_id}.Arn>:*]",
+                reason="lambda:InvokeFunction on the tasks function's versions and aliases "
+                "(CDK grants the function and its qualifiers)",
+            ),
+        )
+        return state_machine
+
+    def _task(
+        self, construct_id: str, fields: dict[str, str], *, with_decision: bool = False
+    ) -> tasks.LambdaInvoke:
+        payload = {**fields, "request": sfn.JsonPath.entire_payload}
+        if with_decision:
+            payload["decision"] = sfn.JsonPath.string_at("$.decision")
+        return tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=self.tasks,
+            payload=sfn.TaskInput.from_object(payload),
+            output_path="$.Payload",
+            task_timeout=sfn.Timeout.duration(_TASK_TIMEOUT),
+        )
