@@ -9,10 +9,12 @@ from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from remediators.core.blocks import BLOCKS_TABLE_ENV
 from remediators.core.policy import PolicyFile
 from stacks import names
 from stacks.constructs.approval_flow import ApprovalFlow
 from stacks.constructs.audit_table import AuditTable
+from stacks.constructs.expiry import Expiry
 from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
@@ -48,6 +50,10 @@ class RemediationStack(Stack):
                 {name: topic.topic_arn for name, topic in notifications.topics.items()}
             ),
         }
+        expiry: Expiry | None = None
+        if any(policy.action_class.expires for policy in policy_file.policies):
+            expiry = Expiry(self, "Expiry")
+            environment[BLOCKS_TABLE_ENV] = expiry.blocks.table_name
         needs_approval = any(policy.needs_approval() for policy in policy_file.policies)
         if needs_approval:
             # By name, not by reference: the flow's tasks refer to the remediator function.
@@ -82,6 +88,7 @@ class RemediationStack(Stack):
                     table.table_arn
                     for table in (audit.table, guardrails.locks, guardrails.idempotency)
                     + ((approval.table,) if approval else ())
+                    + ((expiry.blocks,) if expiry else ())
                 ],
             )
         )
@@ -111,6 +118,8 @@ class RemediationStack(Stack):
                 "(cdk-nag only recognizes queues used in a redrive policy)",
             )
         )
+        if expiry is not None:
+            expiry.schedule(remediator.function, trigger_dead_letters)
         PresetAlarms(self, "PresetAlarms", policies=policy_file.policies)
         AlarmTriggers(
             self,

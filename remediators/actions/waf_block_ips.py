@@ -80,11 +80,11 @@ _Network = IPv4Network | IPv6Network
 
 
 class IpSetTarget(Target):
-    """A WAFv2 IP set (name and id), and the log group of the access logs of the API it
-    protects (where offenders are counted)."""
+    """A WAFv2 IP set (name, and id unless it is to be looked up by name), and the log group
+    of the access logs of the API it protects (where offenders are counted)."""
 
     ip_set: str = Field(min_length=1, max_length=128, pattern=_NAME)
-    id: str = Field(min_length=1, max_length=36, pattern=r"^[a-zA-Z0-9-]+$")
+    id: str | None = Field(default=None, min_length=1, max_length=36, pattern=r"^[a-zA-Z0-9-]+$")
     scope: Literal["REGIONAL", "CLOUDFRONT"] = "REGIONAL"
     log_group: str = Field(min_length=1, max_length=512, pattern=r"^[.\-_/#A-Za-z0-9]+$")
 
@@ -99,7 +99,7 @@ class IpSetTarget(Target):
             prefix = "arn:{partition}:wafv2:us-east-1:{account}:global"
         else:
             prefix = "arn:{partition}:wafv2:{region}:{account}:regional"
-        return f"{prefix}/ipset/{self.ip_set}/{self.id}"
+        return f"{prefix}/ipset/{self.ip_set}/{self.id or '*'}"
 
 
 class BlockIpsParams(Params):
@@ -149,6 +149,7 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
     params_model = BlockIpsParams
     target_model = IpSetTarget
     risky: ClassVar[bool] = True
+    expires: ClassVar[bool] = True
 
     def __init__(
         self, target: IpSetTarget, params: BlockIpsParams, alarm: AlarmDetail | None = None
@@ -157,9 +158,11 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
         # The addresses this action added (by `apply`) or took back (by `revert`): what
         # `read_back` reports.
         self._added: list[str] = []
+        self._ip_set_id: str | None = None
 
     @classmethod
     def permissions(cls, target: IpSetTarget | None) -> list[Permission]:
+        why: str | None
         if target is None:
             why = "the policy names no IP set (this action acts only on a named one)"
             ip_sets: tuple[str, ...] = (
@@ -169,7 +172,7 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
             group = "arn:{partition}:logs:{region}:{account}:log-group:*"
             log_groups: tuple[str, ...] = (group,)
         else:
-            why = None
+            why = None if target.id else "the IP set's id is looked up by its name"
             ip_sets = (target.arn_template(),)
             group = f"arn:{{partition}}:logs:{{region}}:{{account}}:log-group:{target.log_group}"
             log_groups = (group, f"{group}:*")
@@ -190,12 +193,18 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
                 resources=("*",),
                 why_wildcard="GetQueryResults takes a query id and supports no resource ARN",
             ),
-            Permission(
-                actions=("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"),
-                # {blocks_table}: the stack's blocks table (BLOCKS_TABLE_NAME).
-                resources=("arn:{partition}:dynamodb:{region}:{account}:table/{blocks_table}",),
-            ),
-        ]
+            # The blocks ledger's table is the stack's: it grants that itself.
+        ] + (
+            []
+            if target is not None and target.id
+            else [
+                Permission(
+                    actions=("wafv2:ListIPSets",),
+                    resources=("*",),
+                    why_wildcard="ListIPSets (to find the set's id by name) has no resource ARN",
+                )
+            ]
+        )
 
     @classmethod
     def target_from_alarm(cls, alarm: AlarmDetail) -> IpSetTarget | None:
@@ -457,6 +466,9 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
         ledger.forget(key, expired, expired_by=now)
         return removed
 
+    def expire(self, now: datetime) -> list[str]:
+        return self.sweep(now)
+
     def _write(
         self, change: Callable[[list[str]], tuple[list[str] | None, list[str]]]
     ) -> list[str]:
@@ -472,7 +484,7 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
             request: dict[str, Any] = {
                 "Name": name,
                 "Scope": self.target.scope,
-                "Id": self.target.id,
+                "Id": self._id(),
                 "Addresses": addresses,
                 "LockToken": lock_token,
             }
@@ -499,13 +511,30 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
     def _get_ip_set(self) -> tuple[dict[str, Any], str]:
         try:
             response = client("wafv2").get_ip_set(
-                Name=self.target.ip_set, Scope=self.target.scope, Id=self.target.id
+                Name=self.target.ip_set, Scope=self.target.scope, Id=self._id()
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "WAFNonexistentItemException":
                 raise TargetNotFound(self._missing()) from error
             raise ActionError.from_client_error(f"GetIPSet {self.target.ip_set}", error) from error
         return response["IPSet"], response["LockToken"]
+
+    def _id(self) -> str:
+        """The set's id: from the policy, else found by name (once per action)."""
+        if self.target.id:
+            return self.target.id
+        if self._ip_set_id is None:
+            paginate = client("wafv2").list_ip_sets
+            kwargs: dict[str, Any] = {"Scope": self.target.scope, "Limit": 100}
+            while self._ip_set_id is None:
+                page = paginate(**kwargs)
+                for summary in page.get("IPSets", []):
+                    if summary["Name"] == self.target.ip_set:
+                        self._ip_set_id = str(summary["Id"])
+                if self._ip_set_id is None and not page.get("NextMarker"):
+                    raise TargetNotFound(self._missing())
+                kwargs["NextMarker"] = page.get("NextMarker")
+        return self._ip_set_id
 
     def _forget_unblocked(self, ledger: BlockLedger, wanted: list[str]) -> None:
         """After a failed write: forget the planned expiries of addresses not in the set.

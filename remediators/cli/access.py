@@ -66,6 +66,13 @@ def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)
         return Call(action, str(params["stateMachineArn"]))
     if service == "states" and "taskToken" in params:
         return Call(action, _state_machine_waiting_for(str(params["taskToken"]), account, region))
+    if service == "wafv2" and "Id" in params:
+        scope = "global" if params.get("Scope") == "CLOUDFRONT" else "regional"
+        location = "us-east-1" if scope == "global" else region
+        name, set_id = params["Name"], params["Id"]
+        return Call(action, f"arn:aws:wafv2:{location}:{account}:{scope}/ipset/{name}/{set_id}")
+    if service == "logs" and "logGroupName" in params:
+        return Call(action, f"{arn}log-group:{params['logGroupName']}:*")
     if service == "application-autoscaling":
         namespace = str(params.get("ServiceNamespace", ""))
         context = (("application-autoscaling:service-namespace", namespace),)

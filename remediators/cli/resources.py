@@ -10,7 +10,15 @@ from typing import Any
 
 import boto3
 
-from remediators.cli.scenario import AlarmSpec, FunctionSpec, MetricSpec, Resources, TableSpec
+from remediators.cli.scenario import (
+    AccessLogSpec,
+    AlarmSpec,
+    FunctionSpec,
+    IpSetSpec,
+    MetricSpec,
+    Resources,
+    TableSpec,
+)
 from remediators.core import clock
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "create_resources",
     "put_metrics",
     "read_function",
+    "read_ip_set",
     "read_resources",
     "read_table",
 ]
@@ -30,6 +39,38 @@ def create_resources(resources: Resources) -> None:
         _create_table(table)
     for function in resources.lambda_functions:
         create_function(function)
+    for ip_set in resources.waf_ip_sets:
+        boto3.client("wafv2").create_ip_set(
+            Name=ip_set.name,
+            Scope=ip_set.scope,
+            IPAddressVersion=ip_set.version,
+            Addresses=ip_set.addresses,
+        )
+    for access_log in resources.access_logs:
+        _write_access_log(access_log)
+
+
+def _write_access_log(spec: AccessLogSpec) -> None:
+    """JSON lines as API Gateway writes them, spread over the minute before now."""
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=spec.group)
+    logs.create_log_stream(logGroupName=spec.group, logStreamName="simulated")
+    end = int(clock.now().timestamp() * 1000)
+    lines = [
+        json.dumps({"ip": address, "status": spec.status, "path": "/checkout"})
+        for address, count in sorted(spec.requests.items())
+        for _ in range(count)
+    ]
+    events = [
+        {"timestamp": end - 60_000 + (i * 60_000) // max(1, len(lines)), "message": line}
+        for i, line in enumerate(lines)
+    ]
+    for start in range(0, len(events), 5000):
+        logs.put_log_events(
+            logGroupName=spec.group,
+            logStreamName="simulated",
+            logEvents=events[start : start + 5000],
+        )
 
 
 def read_resources(resources: Resources) -> dict[str, Any]:
@@ -41,7 +82,17 @@ def read_resources(resources: Resources) -> dict[str, Any]:
         "lambda_functions": {
             function.name: read_function(function.name) for function in resources.lambda_functions
         },
+        "waf_ip_sets": {ip_set.name: read_ip_set(ip_set) for ip_set in resources.waf_ip_sets},
     }
+
+
+def read_ip_set(spec: IpSetSpec) -> dict[str, Any]:
+    """The addresses of an IP set, sorted."""
+    wafv2 = boto3.client("wafv2")
+    summaries = wafv2.list_ip_sets(Scope=spec.scope)["IPSets"]
+    [summary] = [s for s in summaries if s["Name"] == spec.name]
+    ip_set = wafv2.get_ip_set(Name=spec.name, Scope=spec.scope, Id=summary["Id"])["IPSet"]
+    return {"addresses": sorted(ip_set["Addresses"])}
 
 
 def read_function(name: str) -> dict[str, Any]:

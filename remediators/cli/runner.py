@@ -11,6 +11,7 @@ import json
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,11 +59,12 @@ from remediators.cli.scenario import (
     RevertStep,
     Scenario,
     ScenarioError,
+    SweepStep,
     WaitStep,
 )
 from remediators.core import clock
 from remediators.core.approval import ApprovalStore
-from remediators.core.audit import AuditStore
+from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.aws import client
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
 from remediators.core.revert import RevertRefused
@@ -250,7 +252,11 @@ class _Playback:
 
     def _read_resources(self) -> dict[str, Any]:
         state = resources.read_resources(self.scenario.resources)
-        for kind, label in (("dynamodb_tables", "table"), ("lambda_functions", "function")):
+        for kind, label in (
+            ("dynamodb_tables", "table"),
+            ("lambda_functions", "function"),
+            ("waf_ip_sets", "IP set"),
+        ):
             for name, value in state[kind].items():
                 self.report.note("resource", f"{label} {name}: {json.dumps(value, sort_keys=True)}")
         return state
@@ -460,6 +466,49 @@ class _Playback:
             for notification in self.inbox.drain():
                 self.report.note("scheduler", f"notification: {notification['subject']}")
 
+    def _sweep(self, step: SweepStep) -> None:
+        """The deployed expiry schedule fires once: its Scheduled Event goes to its target."""
+        events = boto3.client("events")
+        [rule] = [r for r in events.list_rules()["Rules"] if r.get("ScheduleExpression")]
+        [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.aws.account_id,
+            "time": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.aws.region,
+            "resources": [rule["Arn"]],
+            "detail": {},
+        }
+        self.report.note("scheduler", f"{rule['Name']} ({rule['ScheduleExpression']}) fires")
+        invocation = self.runtime.invoke_async(target["Arn"], event)
+        result = invocation.result if isinstance(invocation.result, dict) else {}
+        for data in result.get("expired", []):
+            record = AuditRecord.model_validate(data)
+            outcome = EventResult(
+                event_id=record.event_id,
+                alarm=None,
+                state=None,
+                outcome=record.outcome.value,
+                reason=record.reason,
+                policy=record.policy,
+                action=record.action,
+                target=record.target,
+                changes=record.changes,
+                after=record.after,
+                routes=[rule["Name"]],
+                attempts=invocation.attempts,
+                audit=data,
+                logs=invocation.logs,
+                denied=invocation.denied,
+            )
+            self.report.events.append(outcome)
+            self.report.note("scheduler", f"{record.target}: {'; '.join(record.changes)}", outcome)
+        if invocation.error:
+            self.report.note("scheduler", f"the sweep failed: {invocation.error}")
+
     def _kill_switch(self, step: KillSwitchStep) -> None:
         name = self.stack.outputs["KillSwitchParameter"]
         boto3.client("ssm").put_parameter(
@@ -538,6 +587,7 @@ _STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
     RejectStep: _Playback._decide,
     PrefetchStep: _Playback._prefetch,
     AwaitTimeoutStep: _Playback._await_timeout,
+    SweepStep: _Playback._sweep,
 }
 
 
@@ -683,14 +733,18 @@ def _check(scenario: Scenario, report: Report) -> list[Check]:
         checks.append(Check("outcomes", expected_outcomes, actual, passed))
     denied = sorted({call for event in report.events for call in event.denied})
     checks.append(Check("least privilege: every call allowed by the role", [], denied, not denied))
-    for kind, label, expectations in (
+    expected_resources: list[tuple[str, str, list[Any]]] = [
         ("dynamodb_tables", "dynamodb table", scenario.expect.resources.dynamodb_tables),
         ("lambda_functions", "lambda function", scenario.expect.resources.lambda_functions),
-    ):
+        ("waf_ip_sets", "WAF IP set", scenario.expect.resources.waf_ip_sets),
+    ]
+    for kind, label, expectations in expected_resources:
         states = report.resources_after.get(kind, {})
         for expected in expectations:
             state = states.get(expected.name)
             wanted = expected.model_dump(exclude_none=True, exclude={"name"})
+            if "addresses" in wanted:
+                wanted["addresses"] = sorted(wanted["addresses"])
             wanted = {key: value for key, value in wanted.items() if value != {}}
             actual_values = {key: (state or {}).get(key) for key in wanted}
             checks.append(

@@ -87,11 +87,31 @@ class FunctionSpec(_Spec):
     aliases: dict[str, str] = Field(default_factory=dict, description="alias -> version")
 
 
+class IpSetSpec(_Spec):
+    """A WAFv2 IP set to create, with the addresses already in it (another writer's)."""
+
+    name: str = Field(pattern=r"^[\w-]{1,128}$")
+    scope: Literal["REGIONAL", "CLOUDFRONT"] = "REGIONAL"
+    version: Literal["IPV4", "IPV6"] = "IPV4"
+    addresses: list[str] = Field(default_factory=list)
+
+
+class AccessLogSpec(_Spec):
+    """An API's access log group with JSON lines written over the last minute: `requests`
+    lines per client address, each with `status`."""
+
+    group: str
+    requests: dict[str, int] = Field(default_factory=dict)
+    status: int = Field(default=503, ge=100, le=599)
+
+
 class Resources(_Spec):
     """Resources created in the local AWS before the steps."""
 
     dynamodb_tables: list[TableSpec] = Field(default_factory=list)
     lambda_functions: list[FunctionSpec] = Field(default_factory=list)
+    waf_ip_sets: list[IpSetSpec] = Field(default_factory=list)
+    access_logs: list[AccessLogSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Resources:
@@ -191,6 +211,12 @@ class FaultStep(_Spec):
     inject_fault: Fault
 
 
+class SweepStep(_Spec):
+    """The expiry schedule fires: lapsed changes (expired IP blocks) are undone."""
+
+    sweep: Literal["expired"]
+
+
 class ReplayStep(_Spec):
     """`remediate dead-letters --replay`: deliver the dead-lettered events again."""
 
@@ -253,7 +279,8 @@ Step = Annotated[
     | Annotated[ApproveStep, Tag("approve")]
     | Annotated[RejectStep, Tag("reject")]
     | Annotated[PrefetchStep, Tag("prefetch_links")]
-    | Annotated[AwaitTimeoutStep, Tag("await_approval_timeout")],
+    | Annotated[AwaitTimeoutStep, Tag("await_approval_timeout")]
+    | Annotated[SweepStep, Tag("sweep")],
     Discriminator(
         _step_kind,
         custom_error_type="step",
@@ -261,7 +288,7 @@ Step = Annotated[
         "`redeliver: latest`, `wait: 2h`, `kill_switch: enabled|disabled`, `revert: latest|ID`, "
         "`force_revert: latest|ID`, `history: 1d`, `inject_fault: {call, error, times}`, "
         "`replay: dead_letters`, `approve: latest`, `reject: latest`, `prefetch_links: latest`, "
-        "`await_approval_timeout: latest`",
+        "`await_approval_timeout: latest`, `sweep: expired`",
     ),
 ]
 
@@ -286,11 +313,19 @@ class FunctionExpectation(_Spec):
     aliases: dict[str, str] = Field(default_factory=dict)
 
 
+class IpSetExpectation(_Spec):
+    """The addresses an IP set must hold at the end (in any order)."""
+
+    name: str
+    addresses: list[str]
+
+
 class ResourceExpectations(_Spec):
     """Resource states expected at the end."""
 
     dynamodb_tables: list[TableExpectation] = Field(default_factory=list)
     lambda_functions: list[FunctionExpectation] = Field(default_factory=list)
+    waf_ip_sets: list[IpSetExpectation] = Field(default_factory=list)
 
 
 OutcomeName = Literal["unmatched", "invalid", "applied", "skipped", "pending", "failed"]

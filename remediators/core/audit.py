@@ -35,6 +35,10 @@ def _iso(moment: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
 
 
+# The reason of a record that undid changes whose time ran out (see `Remediator.expire_due`).
+EXPIRED_REASON = "expired"
+
+
 class Outcome(StrEnum):
     """How an event ended."""
 
@@ -194,9 +198,16 @@ class AuditStore:
         applied_only: bool = False,
     ) -> list[AuditRecord]:
         options: dict[str, Any] = {}
-        if applied_only:  # changes made by a policy: an operator's revert is not one
-            options["FilterExpression"] = "outcome = :applied AND attribute_not_exists(reverts)"
-            values = {**values, ":applied": {"S": Outcome.APPLIED.value}}
+        if applied_only:  # changes made by a policy: reverts and lapsed blocks are not
+            options["FilterExpression"] = (
+                "outcome = :applied AND attribute_not_exists(reverts) AND "
+                "(attribute_not_exists(reason) OR reason <> :expired)"
+            )
+            values = {
+                **values,
+                ":applied": {"S": Outcome.APPLIED.value},
+                ":expired": {"S": EXPIRED_REASON},
+            }
         paginator = client("dynamodb").get_paginator("query")
         records: list[AuditRecord] = []
         for page in paginator.paginate(

@@ -11,6 +11,7 @@ by `read_back` (the state after the change, as AWS reports it).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,6 +92,8 @@ class Action(ABC, Generic[ParamsT, TargetT]):
     params_model: ClassVar[type[Params]]
     target_model: ClassVar[type[Target]]
     risky: ClassVar[bool] = False
+    # Changes that lapse (a block for `block_for`): a schedule calls `expire` for them.
+    expires: ClassVar[bool] = False
 
     def __init__(self, target: TargetT, params: ParamsT, alarm: AlarmDetail | None = None) -> None:
         self.target = target
@@ -129,6 +132,11 @@ class Action(ABC, Generic[ParamsT, TargetT]):
     @abstractmethod
     def apply(self, plan: Plan) -> None:
         """Make the planned change."""
+
+    def expire(self, now: datetime) -> list[str]:
+        """Undo what of this target's changes has lapsed by `now`; returns what was undone.
+        Only actions with `expires` have anything to undo."""
+        return []
 
     @abstractmethod
     def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from remediators.core import clock
 from remediators.core.approval import ApprovalRequest, Decision, approval_id_for, start_approval
-from remediators.core.audit import AuditRecord, AuditStore, Outcome
+from remediators.core.audit import EXPIRED_REASON, AuditRecord, AuditStore, Outcome
 from remediators.core.errors import TargetNotFound
 from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
 from remediators.core.guardrails import KillSwitch, ResourceLocks
@@ -401,6 +401,44 @@ class Remediator:
             except Exception:  # the change is made and recorded: never fail (and retry) it
                 logger.exception("could not schedule the verification of %s", record.event_id)
         return record
+
+    def expire_due(self, run_id: str) -> list[AuditRecord]:
+        """The expiry schedule's run: undo the lapsed changes of every policy whose action's
+        changes expire (blocks past `block_for`), each under its resource's lock, recorded."""
+        records = []
+        now = clock.now()
+        for policy in self.policies.policies:
+            if not policy.action_class.expires or policy.target is None:
+                continue
+            action = policy.action_class(policy.target, policy.params)
+            base: dict[str, Any] = {
+                "event_id": f"{run_id}-{policy.name}",
+                "policy": policy.name,
+                "action": policy.action,
+                "target": policy.target.resource_key,
+                "target_spec": policy.target.model_dump(mode="json"),
+                "started_at": now,
+            }
+            try:
+                with self.locks.hold(base["target"], owner=base["event_id"]) as held:
+                    undone = action.expire(now) if held else []  # locked: the next run
+            except Exception as error:
+                records.append(
+                    self._finish(
+                        base | {"error": f"{type(error).__name__}: {error}"},
+                        Outcome.FAILED,
+                        EXPIRED_REASON,
+                        policy,
+                        notify=True,
+                        escalated=True,
+                    )
+                )
+                continue
+            if undone:
+                changes = [f"{item}: its time ran out, undone" for item in undone]
+                fields = base | {"changes": changes, "after": {"undone": undone}}
+                records.append(self._finish(fields, Outcome.APPLIED, EXPIRED_REASON, policy))
+        return records
 
     def verify(self, request: VerifyRequest) -> AuditRecord | None:
         """At an action's verification deadline: escalate if its alarm is still in ALARM."""

@@ -66,6 +66,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     remediator = _remediator(Settings.from_env(), context.invoked_function_arn)
     if event.get("kind") == "verify":
         return _verify(remediator, event)
+    if event.get("detail-type") == "Scheduled Event":  # the expiry schedule
+        records = remediator.expire_due(str(event["id"]))
+        for record in records:
+            _count(record)
+        return {"expired": [record.model_dump(mode="json") for record in records]}
     try:
         alarm_event = AlarmEvent.model_validate(event)
     except ValidationError as error:

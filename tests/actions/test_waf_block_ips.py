@@ -485,7 +485,7 @@ def test_it_is_risky_and_never_takes_its_target_from_the_alarm() -> None:
     assert BlockIps.target_from_alarm(_alarm()) is None
 
 
-def test_it_declares_iam_on_the_named_set_log_group_and_blocks_table() -> None:
+def test_it_declares_iam_on_the_named_set_and_log_group() -> None:
     target = IpSetTarget(ip_set="edge", id="abc", scope="CLOUDFRONT", log_group="/api/access")
 
     permissions = {p.actions: p.resources for p in BlockIps.permissions(target)}
@@ -497,7 +497,17 @@ def test_it_declares_iam_on_the_named_set_log_group_and_blocks_table() -> None:
         "arn:{partition}:logs:{region}:{account}:log-group:/api/access",
         "arn:{partition}:logs:{region}:{account}:log-group:/api/access:*",
     )
-    assert permissions[("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem")] == (
-        "arn:{partition}:dynamodb:{region}:{account}:table/{blocks_table}",
-    )
+    assert not any(action.startswith("dynamodb:") for actions in permissions for action in actions)
+    assert ("wafv2:ListIPSets",) not in permissions
     assert target.resource_key == "wafv2:ipset/CLOUDFRONT/edge"
+
+
+def test_without_an_id_it_looks_the_set_up_by_name() -> None:
+    target = IpSetTarget(ip_set="edge", log_group="/api/access")
+
+    permissions = {p.actions: p for p in BlockIps.permissions(target)}
+
+    assert permissions[("wafv2:GetIPSet", "wafv2:UpdateIPSet")].resources == (
+        "arn:{partition}:wafv2:{region}:{account}:regional/ipset/edge/*",
+    )
+    assert permissions[("wafv2:ListIPSets",)].resources == ("*",)

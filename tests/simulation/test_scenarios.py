@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from remediators.cli.local_aws import local_aws
 from remediators.cli.main import main
@@ -44,6 +45,10 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "timing-out-function",
         "bad-deploy-rolled-back",
         "preset-alarm",
+        "approval-approved",
+        "approval-rejected",
+        "approval-timeout",
+        "ip-block-approved",
     } <= set(BUILT_IN)
 
 
@@ -72,6 +77,58 @@ def test_throttled_table_reads_before_and_after_back_from_the_local_aws(
     assert [n["subject"] for n in event.notifications] == [
         "[autoremediate] Remediated dynamodb:table/orders"
     ]
+
+
+def test_an_approved_ip_block_blocks_the_flooders_only_until_it_expires(
+    simulator: Simulator,
+) -> None:
+    report = _run(simulator, "ip-block-approved")
+
+    pending, applied, expired = report.events
+    assert pending.outcome == "pending"
+    assert [n["subject"] for n in pending.notifications] == [
+        "[autoremediate] Approval needed: waf.block_ips on wafv2:ipset/REGIONAL/blocked-ips"
+    ]
+    # Busiest first; the allowlisted 198.51.100.20 and the quiet 192.0.2.99 are not blocked.
+    assert applied.after is not None
+    assert applied.after["added"] == ["203.0.113.5/32", "203.0.113.9/32"]
+    assert applied.audit is not None
+    assert applied.audit["approval"]["decision"] == "approve"
+    assert applied.audit["approval"]["source_ip"] == "198.51.100.7"
+    assert (expired.reason, expired.after) == (
+        "expired",
+        {"undone": ["203.0.113.5/32", "203.0.113.9/32"]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("decision_step", "outcome"),
+    [({"reject": "latest"}, "skipped:rejected"), ({"await_approval_timeout": "latest"}, None)],
+)
+def test_an_ip_block_rejected_or_left_undecided_blocks_nothing(
+    simulator: Simulator, tmp_path: Path, decision_step: dict[str, str], outcome: str | None
+) -> None:
+    data = yaml.safe_load(BUILT_IN["ip-block-approved"].read_text())
+    # A short decision window for the undecided case (real seconds on moto's interpreter).
+    policy_file = yaml.safe_load(
+        (BUILT_IN["ip-block-approved"].parent / data["policy"]).read_text()
+    )
+    for policy in policy_file["policies"]:
+        if policy["name"] == "shop-abusers":
+            policy["approval_timeout"] = "2s"
+    data.pop("policy")
+    data.update(policy_file)
+    data["steps"] = [{"fire": "shop-api-5xx"}, decision_step]
+    data["expect"]["outcomes"] = ["pending", outcome or "skipped:approval_timeout"]
+    path = tmp_path / "ip-block-undecided.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    report = simulator.run(load_scenario(path), str(path))
+
+    assert [check for check in report.expectations if not check.passed] == []
+    assert report.resources_after["waf_ip_sets"]["blocked-ips"] == {"addresses": ["192.0.2.10/32"]}
+    escalation = report.events[-1].notifications
+    assert any("ESCALATION" in n["subject"] for n in escalation)
 
 
 def test_the_unresolved_alarm_is_verified_and_escalated_by_its_schedule(
