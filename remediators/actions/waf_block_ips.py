@@ -87,6 +87,8 @@ class IpSetTarget(Target):
     id: str | None = Field(default=None, min_length=1, max_length=36, pattern=r"^[a-zA-Z0-9-]+$")
     scope: Literal["REGIONAL", "CLOUDFRONT"] = "REGIONAL"
     log_group: str = Field(min_length=1, max_length=512, pattern=r"^[.\-_/#A-Za-z0-9]+$")
+    # The API Gateway REST API the set protects: names it for the `api-5xx` alarm preset.
+    api: str | None = Field(default=None, min_length=1, max_length=1024)
 
     @property
     def resource_key(self) -> str:

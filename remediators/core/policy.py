@@ -83,7 +83,7 @@ class _Model(BaseModel):
 class AlarmPreset(_Model):
     """An alarm the stack creates for the policy (for teams without the right alarm yet)."""
 
-    kind: Literal["dynamodb-throttling", "lambda-timeouts", "error-rate"]
+    kind: Literal["dynamodb-throttling", "lambda-timeouts", "error-rate", "api-5xx"]
     threshold: float | None = Field(default=None, gt=0)
     period: Duration | None = None
     evaluation_periods: int | None = Field(default=None, ge=1, le=100)
@@ -108,16 +108,19 @@ class AlarmPreset(_Model):
 # Per preset: (threshold, period, evaluation periods), and the target field naming the resource.
 # dynamodb-throttling: read + write throttle events in a period; lambda-timeouts: maximum
 # Duration in ms (no default: it depends on the function's timeout, e.g. 80% of it);
-# error-rate: 100 * Errors / Invocations, in percent.
+# error-rate: 100 * Errors / Invocations, in percent; api-5xx: an API Gateway REST API's
+# 5XXError responses in a period.
 PRESET_DEFAULTS: dict[str, tuple[float | None, timedelta, int]] = {
     "dynamodb-throttling": (10, timedelta(minutes=1), 2),
     "lambda-timeouts": (None, timedelta(minutes=1), 1),
     "error-rate": (5, timedelta(minutes=5), 1),
+    "api-5xx": (50, timedelta(minutes=1), 2),
 }
 PRESET_TARGET = {
     "dynamodb-throttling": "table",
     "lambda-timeouts": "function",
     "error-rate": "function",
+    "api-5xx": "api",
 }
 
 
@@ -247,7 +250,7 @@ class Policy(_Model):
         if preset is None:
             return self
         field = PRESET_TARGET[preset.kind]
-        if self.target is None or not hasattr(self.target, field):
+        if self.target is None or getattr(self.target, field, None) is None:
             raise ValueError(
                 f"alarm preset {preset.kind} needs `target.{field}`: the stack creates the "
                 "alarm for that resource"

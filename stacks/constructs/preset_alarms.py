@@ -50,6 +50,8 @@ def _metric(kind: str, target: dict[str, str], period: Duration) -> cloudwatch.I
                 "writes": _aws("DynamoDB", "WriteThrottleEvents", table, "Sum", period),
             },
         )
+    if kind == "api-5xx":
+        return _aws("ApiGateway", "5XXError", {"ApiName": target["api"]}, "Sum", period)
     function = {"FunctionName": target["function"]}
     if kind == "lambda-timeouts":
         return _aws("Lambda", "Duration", function, "Maximum", period)

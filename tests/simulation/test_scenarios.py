@@ -118,7 +118,7 @@ def test_an_ip_block_rejected_or_left_undecided_blocks_nothing(
             policy["approval_timeout"] = "2s"
     data.pop("policy")
     data.update(policy_file)
-    data["steps"] = [{"fire": "shop-api-5xx"}, decision_step]
+    data["steps"] = [{"fire": "shop-abusers-api-5xx"}, decision_step]
     data["expect"]["outcomes"] = ["pending", outcome or "skipped:approval_timeout"]
     path = tmp_path / "ip-block-undecided.yaml"
     path.write_text(yaml.safe_dump(data))
