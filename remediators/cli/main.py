@@ -95,6 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     letters.add_argument("--stack", default="Autoremediate", help="stack name")
     letters.set_defaults(run=_dead_letters)
 
+    approvals = commands.add_parser(
+        "approvals",
+        help="list pending approvals, or approve or reject one (your AWS credentials)",
+        description="Changes that need approval wait in the approval flow until an operator "
+        "decides, from the links in the approval email or here (recorded as your IAM "
+        "identity). A decision works once, before the approval's deadline.",
+        epilog="examples:\n  remediate approvals list\n  remediate approvals approve ID\n"
+        "  remediate approvals reject ID",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    approvals.add_argument("verb", choices=["list", "approve", "reject"])
+    approvals.add_argument("approval_id", nargs="?", metavar="ID", help="for approve/reject")
+    approvals.add_argument("--all", action="store_true", help="list decided ones too")
+    approvals.add_argument("--stack", default="Autoremediate", help="stack name")
+    approvals.set_defaults(run=_approvals)
+
     explain = commands.add_parser(
         "explain",
         help="which rule and policy an event matches, and what would happen (a dry run)",
@@ -161,6 +177,20 @@ def _revert(args: argparse.Namespace) -> int:
     print(f"reverted {args.event_id} as {record.event_id}:")
     for change in record.changes:
         print(f"  {change}")
+    return EXIT_OK
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    from remediators.cli.operator import decide_approval, format_approvals, list_approvals
+
+    if args.verb == "list":
+        print(format_approvals(list_approvals(args.stack, everything=args.all)))
+        return EXIT_OK
+    if not args.approval_id:
+        print(f"remediate approvals {args.verb}: give the approval ID", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    decision = decide_approval(args.stack, args.approval_id, args.verb)
+    print(f"{args.verb}d {decision.approval_id} at {decision.decided_at:%Y-%m-%d %H:%M:%S} UTC")
     return EXIT_OK
 
 

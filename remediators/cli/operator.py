@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 
 from remediators.core import clock
+from remediators.core.approval import ApprovalStore, Decision, LinkRefused, Verdict
 from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.errors import AutoremediateError
 from remediators.core.guardrails import ResourceLocks
@@ -161,6 +162,61 @@ def revert_action(settings: Settings, event_id: str, force: bool = False) -> Aud
         notifier=Notifier(settings.notification_topics),
         force=force,
     )
+
+
+class ApprovalRefused(AutoremediateError):
+    """An approval that cannot be decided (unknown, decided already, past its deadline)."""
+
+
+def _approvals(stack_name: str) -> ApprovalStore:
+    table = stack_outputs(stack_name).get("ApprovalsTableName")
+    if table is None:
+        raise StackNotFound(f"stack {stack_name!r} has no approval flow (no policy needs one)")
+    return ApprovalStore(table)
+
+
+def list_approvals(
+    stack_name: str = DEFAULT_STACK, everything: bool = False
+) -> list[dict[str, Any]]:
+    """Pending approvals (or all, with who decided), oldest deadline first."""
+    return _approvals(stack_name).list(status=None if everything else "pending")
+
+
+def decide_approval(stack_name: str, approval_id: str, verdict: Verdict) -> Decision:
+    """Decide an approval as the caller's IAM identity (instead of the email link): once, before
+    its deadline; the waiting flow resumes."""
+    identity = str(boto3.client("sts").get_caller_identity()["Arn"])
+    store = _approvals(stack_name)
+    try:
+        decision, token = store.decide(
+            approval_id, verdict, "cli", f"remediate approvals ({identity})", clock.now()
+        )
+    except LinkRefused as refused:
+        raise ApprovalRefused(f"approval {approval_id}: {refused}") from None
+    boto3.client("stepfunctions").send_task_success(
+        taskToken=token, output=decision.model_dump_json()
+    )
+    return decision
+
+
+def format_approvals(approvals: list[dict[str, Any]]) -> str:
+    """One block per approval: id, status, deadline, what would change."""
+    if not approvals:
+        return "no approvals"
+    lines = []
+    for approval in approvals:
+        request = approval["request"]
+        decided = (
+            f" by {approval['user_agent']} from {approval['source_ip']}"
+            if approval.get("source_ip")
+            else ""
+        )
+        lines.append(
+            f"{approval['approval_id']}  {approval['status']}{decided}  until "
+            f"{approval['deadline']:%Y-%m-%d %H:%M:%S} UTC  {request.action} on {request.target}"
+        )
+        lines += [f"    {change}" for change in request.plan.changes]
+    return "\n".join(lines)
 
 
 def parse_since(text: str) -> timedelta:

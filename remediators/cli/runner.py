@@ -35,6 +35,7 @@ from remediators.cli.lambda_runtime import HttpResponse, LambdaRuntime
 from remediators.cli.local_aws import LocalAws
 from remediators.cli.operator import (
     dead_letters,
+    decide_approval,
     deployed_settings,
     format_history,
     history,
@@ -63,7 +64,7 @@ from remediators.cli.scenario import (
     WaitStep,
 )
 from remediators.core import clock
-from remediators.core.approval import ApprovalStore
+from remediators.core.approval import ApprovalStore, Verdict
 from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.aws import client
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
@@ -316,7 +317,15 @@ class _Playback:
 
     def _decide(self, step: ApproveStep | RejectStep) -> None:
         pending = self._latest_pending()
-        verdict = "approve" if isinstance(step, ApproveStep) else "reject"
+        verdict: Verdict = "approve" if isinstance(step, ApproveStep) else "reject"
+        how = step.approve if isinstance(step, ApproveStep) else step.reject
+        if how == "cli":
+            assert pending.audit is not None
+            approval_id = pending.audit["approval"]["id"]
+            decide_approval(self.stack.name, approval_id, verdict)
+            self.report.note("operator", f"remediate approvals {verdict} {approval_id}")
+            self._finish_flow(pending)
+            return
         link = self._links(pending)[verdict]
         page = self._open("GET", link)
         self.report.note("operator", f"opened the {verdict} link: {page.status} {_title(page)}")

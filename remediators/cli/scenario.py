@@ -230,15 +230,16 @@ class HistoryStep(_Spec):
 
 
 class ApproveStep(_Spec):
-    """The operator opens the approve link of the latest approval email and confirms."""
+    """The operator approves the latest pending change: `latest` from the email's link (GET
+    the page, POST its form), `cli` with `remediate approvals approve ID`."""
 
-    approve: Literal["latest"]
+    approve: Literal["latest", "cli"]
 
 
 class RejectStep(_Spec):
-    """The operator opens the reject link of the latest approval email and confirms."""
+    """As `approve`, with the reject link or `remediate approvals reject ID`."""
 
-    reject: Literal["latest"]
+    reject: Literal["latest", "cli"]
 
 
 class PrefetchStep(_Spec):

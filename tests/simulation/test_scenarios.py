@@ -131,6 +131,29 @@ def test_an_ip_block_rejected_or_left_undecided_blocks_nothing(
     assert any("ESCALATION" in n["subject"] for n in escalation)
 
 
+def test_an_operator_rejects_from_the_cli_once(simulator: Simulator, tmp_path: Path) -> None:
+    from remediators.cli.operator import ApprovalRefused, decide_approval, list_approvals
+
+    data = yaml.safe_load(BUILT_IN["approval-rejected"].read_text())
+    data["policy"] = str(BUILT_IN["approval-rejected"].parent / data["policy"])
+    data["steps"] = [{"fire": "gated-errors-payments-live"}, {"reject": "cli"}]
+    path = tmp_path / "rejected-by-cli.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    report = simulator.run(load_scenario(path), str(path))
+
+    assert [check for check in report.expectations if not check.passed] == []
+    assert report.events[-1].audit is not None
+    decided = report.events[-1].audit["approval"]
+    assert (decided["decision"], decided["source_ip"]) == ("reject", "cli")
+    assert "arn:aws:" in decided["user_agent"]  # the caller's IAM identity
+    [approval] = list_approvals(report.stack, everything=True)
+    assert approval["status"] == "rejected"
+    assert list_approvals(report.stack) == []
+    with pytest.raises(ApprovalRefused, match="rejected already"):
+        decide_approval(report.stack, approval["approval_id"], "approve")
+
+
 def test_the_unresolved_alarm_is_verified_and_escalated_by_its_schedule(
     simulator: Simulator,
 ) -> None:
