@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import boto3
 from botocore.awsrequest import AWSResponse
@@ -139,7 +139,7 @@ class LambdaRuntime:
         """An HTTP request to the function's URL, as the event Lambda builds for it (payload
         format 2.0); a form is sent url-encoded, as a browser posts it."""
         parts = urlsplit(url)
-        body = "&".join(f"{k}={v}" for k, v in (form or {}).items()) if form else None
+        body = urlencode(form) if form else None
         now = time.time()
         event: dict[str, Any] = {
             "version": "2.0",

@@ -226,6 +226,27 @@ class ApprovalStore:
         )
         return decision, item["task_token"]["S"]
 
+    def withdraw(self, decision: Decision, status: str = "pending") -> None:
+        """Take back a recorded decision the waiting execution did not receive: back to
+        `pending` (the link may be used again) or, when the flow has ended, to `status`.
+        Only this decision is taken back (same verdict, same time)."""
+        try:
+            client("dynamodb").update_item(
+                TableName=self.table_name,
+                Key={"approval_id": {"S": decision.approval_id}},
+                UpdateExpression="SET #status = :status REMOVE decided_at, source_ip, user_agent",
+                ConditionExpression="#status = :decided AND decided_at = :at",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":status": {"S": status},
+                    ":decided": {"S": _STATUS[decision.decision]},
+                    ":at": {"S": decision.decided_at.isoformat()},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def close(self, approval_id: str, status: str) -> None:
         """Mark a still-pending approval as ended without a decision (timed out, failed)."""
         try:

@@ -76,11 +76,14 @@ def decide() -> Response[str]:
             taskToken=token, output=decision.model_dump_json()
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] not in (
+        ended = error.response["Error"]["Code"] in (
             "TaskTimedOut",
             "TaskDoesNotExist",
             "InvalidToken",
-        ):
+        )
+        # The execution did not take the decision: do not keep it recorded as taken.
+        _store().withdraw(decision, "expired" if ended else "pending")
+        if not ended:
             raise
         return _refused(
             LinkRefused(410, "flow_ended", "the approval flow has ended already"), fields
