@@ -314,7 +314,7 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
     from tests.conftest import ROOT
 
     assert main(["validate", str(ROOT / "remediation.yaml")]) == 0
-    assert "valid, 4 policies" in capsys.readouterr().out
+    assert "valid, 5 policies" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies: []\n")
     assert main(["validate", str(bad)]) == 2
