@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from remediators.core.approval import ApprovalRequest
 from remediators.core.audit import AuditRecord, Outcome
 from remediators.core.aws import client
+
+if TYPE_CHECKING:  # only the approval flow's tasks render requests
+    from remediators.core.approval import ApprovalRequest
 
 __all__ = ["Notifier", "render", "render_approval_request"]
 

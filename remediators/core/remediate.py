@@ -18,10 +18,9 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediators.core import clock
-from remediators.core.approval import ApprovalRequest, Decision, approval_id_for, start_approval
 from remediators.core.audit import EXPIRED_REASON, AuditRecord, AuditStore, Outcome
 from remediators.core.errors import TargetNotFound
 from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
@@ -32,6 +31,9 @@ from remediators.core.registry import Action, Plan, Target
 from remediators.core.revert import describe_changes
 from remediators.core.settings import Settings
 from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
+
+if TYPE_CHECKING:  # imported when a change needs approval: its models cost cold start
+    from remediators.core.approval import ApprovalRequest, Decision
 
 __all__ = ["CIRCUIT_WINDOW", "RECOVERY_LOOKBACK", "Remediator"]
 
@@ -255,6 +257,8 @@ class Remediator:
         self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
     ) -> AuditRecord:
         """Hand the planned change to the approval flow; the event ends as `pending`."""
+        from remediators.core.approval import ApprovalRequest, approval_id_for, start_approval
+
         if self.approval_state_machine is None:
             raise RuntimeError("this policy needs approval, but no approval flow is configured")
         now = base["started_at"]
