@@ -144,13 +144,11 @@ class Remediator:
             )
         except Exception as error:
             # Lambda retries a failed event: tell the operators once, not once per attempt.
-            self._finish(
-                base | {"error": f"{type(error).__name__}: {error}"},
-                Outcome.FAILED,
-                None,
+            self._failed(
+                base,
                 policy,
+                error,
                 notify=previous is None or previous.outcome is not Outcome.FAILED,
-                escalated=True,
             )
             raise
 
@@ -330,14 +328,7 @@ class Remediator:
                 escalated=True,
             )
         except Exception as error:
-            self._finish(
-                base | {"error": f"{type(error).__name__}: {error}"},
-                Outcome.FAILED,
-                None,
-                policy,
-                notify=True,
-                escalated=True,
-            )
+            self._failed(base, policy, error, notify=True)
             raise
 
     def _recheck(
@@ -428,14 +419,7 @@ class Remediator:
                     undone = action.expire(now) if held else []  # locked: the next run
             except Exception as error:
                 records.append(
-                    self._finish(
-                        base | {"error": f"{type(error).__name__}: {error}"},
-                        Outcome.FAILED,
-                        EXPIRED_REASON,
-                        policy,
-                        notify=True,
-                        escalated=True,
-                    )
+                    self._failed(base, policy, error, notify=True, reason=EXPIRED_REASON)
                 )
                 continue
             if undone:
@@ -499,6 +483,19 @@ class Remediator:
         )
         self.audit.put(record)
         return record
+
+    def _failed(
+        self,
+        base: dict[str, Any],
+        policy: Policy | None,
+        error: Exception,
+        *,
+        notify: bool,
+        reason: str | None = None,
+    ) -> AuditRecord:
+        """Record (and escalate) a failure; the caller re-raises it for a retry, or moves on."""
+        fields = base | {"error": f"{type(error).__name__}: {error}"}
+        return self._finish(fields, Outcome.FAILED, reason, policy, notify=notify, escalated=True)
 
     @staticmethod
     def _record(fields: dict[str, Any], outcome: Outcome, reason: str | None) -> AuditRecord:
