@@ -105,6 +105,14 @@ class EventResult:
     # Calls the deployed role would not allow.
     denied: list[str] = field(default_factory=list)
 
+    def take_record(self, record: AuditRecord) -> None:
+        """Fill in what the event's audit record says (keeping an error already seen)."""
+        self.audit = record.model_dump(mode="json")
+        self.reason, self.policy, self.action = record.reason, record.policy, record.action
+        self.target, self.changes = record.target, record.changes
+        self.before, self.after = record.before, record.after
+        self.error = self.error or record.error
+
     @property
     def label(self) -> str:
         """`skipped:reason` for skips, else the outcome."""
@@ -380,14 +388,7 @@ class _Playback:
             routes=["approval flow"],
         )
         if record is not None:
-            result.audit = record.model_dump(mode="json")
-            result.reason, result.policy, result.action = (
-                record.reason,
-                record.policy,
-                record.action,
-            )
-            result.target, result.changes = record.target, record.changes
-            result.before, result.after, result.error = record.before, record.after, record.error
+            result.take_record(record)
         for invocation in self.runtime.task_invocations:
             result.logs += invocation.logs
             result.denied += invocation.denied
@@ -501,18 +502,12 @@ class _Playback:
                 alarm=None,
                 state=None,
                 outcome=record.outcome.value,
-                reason=record.reason,
-                policy=record.policy,
-                action=record.action,
-                target=record.target,
-                changes=record.changes,
-                after=record.after,
                 routes=[rule["Name"]],
                 attempts=invocation.attempts,
-                audit=data,
                 logs=invocation.logs,
                 denied=invocation.denied,
             )
+            outcome.take_record(record)
             self.report.events.append(outcome)
             self.report.note("scheduler", f"{record.target}: {'; '.join(record.changes)}", outcome)
         if invocation.error:
@@ -699,17 +694,14 @@ def _deliver(
         record = audit.get(record_id) if record_id else None
         if record is None:
             continue
-        result.audit = record.model_dump(mode="json")
         if invocation.error is None:
             result.outcome = record.outcome.value
         # A repeated delivery: replayed by idempotency, or found already applied in the audit.
         if returned.get("duplicate") or returned.get("reason") == "duplicate":
+            result.audit = record.model_dump(mode="json")
             result.outcome, result.reason = "skipped", "duplicate"
             continue
-        result.reason, result.policy, result.action = record.reason, record.policy, record.action
-        result.target, result.changes = record.target, record.changes
-        result.before, result.after = record.before, record.after
-        result.error = result.error or record.error
+        result.take_record(record)
     result.elapsed_ms = (time.perf_counter() - begun) * 1000
     result.notifications = inbox.drain()
     return result
