@@ -40,7 +40,7 @@ from remediators.cli.access import AccessChecker, call_of
 from remediators.cli.deploy import AsyncInvokeSettings
 from remediators.core.aws import reset_clients
 
-__all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime"]
+__all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime", "function_url_event"]
 
 
 @dataclass
@@ -138,40 +138,7 @@ class LambdaRuntime:
     ) -> tuple[HttpResponse, Invocation]:
         """An HTTP request to the function's URL, as the event Lambda builds for it (payload
         format 2.0); a form is sent url-encoded, as a browser posts it."""
-        parts = urlsplit(url)
-        body = urlencode(form) if form else None
-        now = time.time()
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": parts.path or "/",
-            "rawQueryString": parts.query,
-            "queryStringParameters": dict(parse_qsl(parts.query)) or None,
-            "headers": {
-                "host": parts.netloc,
-                "user-agent": user_agent,
-                **({"content-type": "application/x-www-form-urlencoded"} if form else {}),
-            },
-            "requestContext": {
-                "accountId": "anonymous",
-                "apiId": parts.netloc.split(".", 1)[0],
-                "domainName": parts.netloc,
-                "http": {
-                    "method": method,
-                    "path": parts.path or "/",
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": source_ip,
-                    "userAgent": user_agent,
-                },
-                "requestId": str(uuid.uuid4()),
-                "routeKey": "$default",
-                "stage": "$default",
-                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-                "timeEpoch": int(now * 1000),
-            },
-            "body": body,
-            "isBase64Encoded": False,
-        }
+        event = function_url_event(method, url, form, source_ip=source_ip, user_agent=user_agent)
         invocation = self.invoke(function_name, event)
         if invocation.error is not None:
             return HttpResponse(502, invocation.error, {}), invocation
@@ -290,6 +257,55 @@ class LambdaRuntime:
 
 # Which function's execution environment each handler module was last initialised for.
 _LOADED_FOR: dict[str, str] = {}
+
+
+def function_url_event(
+    method: str,
+    url: str,
+    form: dict[str, str] | None = None,
+    *,
+    source_ip: str,
+    user_agent: str,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """The event Lambda builds for an HTTP request to a function URL (payload format 2.0); a
+    form is sent url-encoded, as a browser posts it (base64-encoded if `base64_body`)."""
+    parts = urlsplit(url)
+    body = urlencode(form) if form is not None else None
+    if body is not None and base64_body:
+        body = base64.b64encode(body.encode()).decode()
+    now = time.time()
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "queryStringParameters": dict(parse_qsl(parts.query)) or None,
+        "headers": {
+            "host": parts.netloc,
+            "user-agent": user_agent,
+            **({"content-type": "application/x-www-form-urlencoded"} if form is not None else {}),
+        },
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": parts.netloc.split(".", 1)[0],
+            "domainName": parts.netloc,
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": body,
+        "isBase64Encoded": base64_body and body is not None,
+    }
 
 
 class LambdaContext:

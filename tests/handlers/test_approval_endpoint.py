@@ -5,7 +5,6 @@ nothing, says why, and leaves one audit record of the attempt."""
 
 from __future__ import annotations
 
-import base64
 import html
 import importlib
 import json
@@ -22,7 +21,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from remediators.cli.lambda_runtime import LambdaContext
+from remediators.cli.lambda_runtime import LambdaContext, function_url_event
 from remediators.core import clock
 from remediators.core.approval import (
     ApprovalRequest,
@@ -176,44 +175,12 @@ def _event(
     caller: tuple[str, str] = OPERATOR,
     base64_body: bool = False,
 ) -> dict[str, Any]:
-    """A function-URL request (payload format 2.0); a form is posted url-encoded."""
+    """A function-URL request, as the simulator sends it."""
     source_ip, user_agent = caller
-    body = urlencode(form) if form is not None else None
-    if body is not None and base64_body:
-        body = base64.b64encode(body.encode()).decode()
-    now = time.time()
-    host = urlsplit(BASE_URL).netloc
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": "/",
-        "rawQueryString": urlencode(query or {}),
-        "queryStringParameters": query or None,
-        "headers": {
-            "host": host,
-            "user-agent": user_agent,
-            **({"content-type": "application/x-www-form-urlencoded"} if form is not None else {}),
-        },
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": host.split(".", 1)[0],
-            "domainName": host,
-            "http": {
-                "method": method,
-                "path": "/",
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": user_agent,
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": body,
-        "isBase64Encoded": base64_body,
-    }
+    url = f"{BASE_URL}/?{urlencode(query)}" if query else f"{BASE_URL}/"
+    return function_url_event(
+        method, url, form, source_ip=source_ip, user_agent=user_agent, base64_body=base64_body
+    )
 
 
 @dataclass(frozen=True)
