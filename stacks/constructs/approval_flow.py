@@ -21,6 +21,7 @@ from constructs import Construct
 
 from stacks import names
 from stacks.constructs.remediator_function import RemediatorFunction, function_role
+from stacks.constructs.tables import state_table
 
 # A decision may take up to this long (the policy model's limit); the execution a day more.
 _MAX_EXECUTION = Duration.days(366)
@@ -52,19 +53,9 @@ class ApprovalFlow(Construct):
             f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:"
             f"{self.secret_name}-??????"
         )
-        self.table = dynamodb.Table(
-            self,
-            "Approvals",
-            partition_key=dynamodb.Attribute(
-                name="approval_id", type=dynamodb.AttributeType.STRING
-            ),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute="expires_at",
-            removal_policy=RemovalPolicy.RETAIN,  # who approved what is audit data
+        # Who approved what is audit data: it outlives the stack.
+        self.table = state_table(
+            self, "Approvals", key="approval_id", ttl="expires_at", removal=RemovalPolicy.RETAIN
         )
         signing_key = secretsmanager.Secret(
             self,

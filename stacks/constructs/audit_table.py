@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from remediators.core.audit import BY_ALARM_INDEX, BY_TARGET_INDEX, TTL_ATTRIBUTE
+from stacks.constructs.tables import state_table
 
 
 class AuditTable(Construct):
@@ -15,18 +16,9 @@ class AuditTable(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.table = dynamodb.Table(
-            self,
-            "Table",
-            partition_key=dynamodb.Attribute(name="event_id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=TTL_ATTRIBUTE,
-            # The audit trail outlives the stack.
-            removal_policy=RemovalPolicy.RETAIN,
+        # The audit trail outlives the stack.
+        self.table = state_table(
+            self, "Table", key="event_id", ttl=TTL_ATTRIBUTE, removal=RemovalPolicy.RETAIN
         )
         for index, key in ((BY_TARGET_INDEX, "target"), (BY_ALARM_INDEX, "alarm")):
             self.table.add_global_secondary_index(

@@ -4,7 +4,6 @@ schedule that undoes what is due (`waf.block_ips` blocks past `block_for`)."""
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -13,6 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks import names
+from stacks.constructs.tables import state_table
 
 # How often lapsed changes are undone: a block lasts at most this much past its time.
 SWEEP_EVERY = Duration.minutes(5)
@@ -23,18 +23,9 @@ class Expiry(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.blocks = dynamodb.Table(
-            self,
-            "Blocks",
-            partition_key=dynamodb.Attribute(name="ip_set", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="address", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            # Losing an entry would leave its address blocked for good.
-            removal_policy=RemovalPolicy.RETAIN,
+        # No TTL, and kept: losing an entry would leave its address blocked for good.
+        self.blocks = state_table(
+            self, "Blocks", key="ip_set", sort_key="address", removal=RemovalPolicy.RETAIN
         )
 
     def schedule(self, function: lambda_.IFunction, dead_letter_queue: sqs.IQueue) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from remediators.core.guardrails import ENABLED_VALUE, LOCK_TTL_ATTRIBUTE
+from stacks.constructs.tables import state_table
 
 # Powertools idempotency's default attribute names.
 IDEMPOTENCY_KEY, IDEMPOTENCY_TTL = "id", "expiration"
@@ -27,21 +27,16 @@ class GuardrailState(Construct):
             description=f"'{ENABLED_VALUE}' lets autoremediate act; any other value (e.g. "
             "'disabled') stops every action, and events are recorded as skipped 'disabled'",
         )
-        self.locks = self._table("Locks", "lock_key", LOCK_TTL_ATTRIBUTE)
-        self.idempotency = self._table("Idempotency", IDEMPOTENCY_KEY, IDEMPOTENCY_TTL)
-
-    def _table(self, construct_id: str, key: str, ttl: str) -> dynamodb.Table:
-        return dynamodb.Table(
+        # Short-lived keys only: nothing to keep when the stack goes.
+        self.locks = state_table(
+            self, "Locks", key="lock_key", ttl=LOCK_TTL_ATTRIBUTE, removal=RemovalPolicy.DESTROY
+        )
+        self.idempotency = state_table(
             self,
-            construct_id,
-            partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            time_to_live_attribute=ttl,
-            removal_policy=RemovalPolicy.DESTROY,  # short-lived keys only
+            "Idempotency",
+            key=IDEMPOTENCY_KEY,
+            ttl=IDEMPOTENCY_TTL,
+            removal=RemovalPolicy.DESTROY,
         )
 
     def grant_to(self, grantee: iam.IGrantable) -> None:
