@@ -555,39 +555,44 @@ def test_a_lost_notification_or_schedule_never_fails_an_applied_change(
     assert _capacity() == (10, 10)
 
 
-def test_an_error_alarm_on_an_alias_waits_for_approval_then_rolls_it_back_one_version(
-    handler: Handler, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _live_version() -> str:
+    return str(
+        boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")["FunctionVersion"]
+    )
+
+
+def _pending_rollback(handler: Handler) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An error alarm on checkout:live (serving version 2) handed to the approval flow: the
+    event, and the request its execution started with."""
     from tests.actions.test_lambda_rollback_alias import publish_versions
 
     create_function("checkout")
     publish_versions(2)
     boto3.client("lambda").create_alias(FunctionName="checkout", Name="live", FunctionVersion="2")
     event = _event(alarm="checkout-live-errors")
-
     result = handler(event, LambdaContext())
-
-    # Risky: planned, handed to the approval flow, nothing changed yet.
     assert (result["outcome"], result["reason"]) == ("pending", "awaiting_approval")
-    live = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
-    assert live["FunctionVersion"] == "2"
-    pending = _audit(function_env, event["id"])
-    assert pending.approval is not None
     execution = boto3.client("stepfunctions").describe_execution(
-        executionArn=pending.approval["execution"]
+        executionArn=result["approval"]["execution"]
     )
-    assert execution["stateMachineArn"] == function_env["APPROVAL_STATE_MACHINE_ARN"]
-    request = json.loads(execution["input"])
-    assert request["plan"]["after"] == {"version": "1", "weights": {}}
+    return event, json.loads(execution["input"])
 
-    # The flow's apply task, as Step Functions runs it once an operator approved.
+
+def _approval_task(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, task: dict[str, Any], request: dict[str, Any]
+) -> dict[str, Any]:
+    """Run a task of the approval flow with the deployed tasks function's environment, as Step
+    Functions does after the operator's decision."""
     import importlib
 
     import remediators.flows.approval as flow
 
-    monkeypatch.setenv(
-        "REMEDIATOR_FUNCTION_ARN", "arn:aws:lambda:us-east-1:123456789012:function:r"
-    )
+    [tasks] = [
+        name for key, name in deployed.resources.items() if key.startswith("RemediatorTasks")
+    ]
+    configuration = boto3.client("lambda").get_function_configuration(FunctionName=tasks)
+    for key, value in configuration["Environment"]["Variables"].items():
+        monkeypatch.setenv(key, value)
     decision = {
         "approval_id": request["approval_id"],
         "decision": "approve",
@@ -595,12 +600,26 @@ def test_an_error_alarm_on_an_alias_waits_for_approval_then_rolls_it_back_one_ve
         "source_ip": "198.51.100.7",
         "user_agent": "test",
     }
-    applied = importlib.reload(flow).lambda_handler(
-        {"task": "apply", "request": request, "decision": decision}, LambdaContext()
-    )
+    event = {"request": request, "decision": decision, **task}
+    result: dict[str, Any] = importlib.reload(flow).lambda_handler(event, LambdaContext())
+    return result
 
-    live = boto3.client("lambda").get_alias(FunctionName="checkout", Name="live")
-    assert live["FunctionVersion"] == "1"
+
+def test_an_error_alarm_on_an_alias_waits_for_approval_then_rolls_it_back_one_version(
+    deployed: Any, handler: Handler, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event, request = _pending_rollback(handler)
+
+    # Risky: planned, handed to the approval flow, nothing changed yet.
+    assert _live_version() == "2"
+    pending = _audit(function_env, event["id"])
+    assert pending.approval is not None
+    assert pending.approval["execution"].endswith(":" + request["approval_id"])
+    assert request["plan"]["after"] == {"version": "1", "weights": {}}
+
+    applied = _approval_task(deployed, monkeypatch, {"task": "apply"}, request)
+
+    assert _live_version() == "1"
     assert applied["outcome"] == "applied"
     record = _audit(function_env, event["id"])
     assert record.target == "lambda:function/checkout:live"
@@ -610,6 +629,95 @@ def test_an_error_alarm_on_an_alias_waits_for_approval_then_rolls_it_back_one_ve
     )
     assert record.approval is not None
     assert record.approval["source_ip"] == "198.51.100.7"
+
+
+def test_a_redelivered_event_waiting_for_approval_asks_once(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    event, request = _pending_rollback(handler)
+    dynamodb = boto3.client("dynamodb")
+    for item in dynamodb.scan(TableName=function_env["IDEMPOTENCY_TABLE_NAME"])["Items"]:
+        dynamodb.delete_item(
+            TableName=function_env["IDEMPOTENCY_TABLE_NAME"], Key={"id": item["id"]}
+        )
+
+    again = handler(event, LambdaContext())
+
+    assert (again["outcome"], again["reason"]) == ("skipped", "duplicate")
+    executions = boto3.client("stepfunctions").list_executions(
+        stateMachineArn=function_env["APPROVAL_STATE_MACHINE_ARN"]
+    )["executions"]
+    assert [e["name"] for e in executions] == [request["approval_id"]]
+
+
+def test_an_approved_plan_is_not_applied_to_a_resource_changed_since(
+    deployed: Any,
+    handler: Handler,
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    inbox: Any,
+) -> None:
+    event, request = _pending_rollback(handler)
+    # Someone points the alias elsewhere while the approval waits.
+    boto3.client("lambda").update_alias(FunctionName="checkout", Name="live", FunctionVersion="1")
+
+    result = _approval_task(deployed, monkeypatch, {"task": "apply"}, request)
+
+    assert (result["outcome"], result["reason"]) == ("skipped", "changed_since_approval")
+    assert _live_version() == "1"
+    record = _audit(function_env, event["id"])
+    assert record.escalated
+    assert record.error is not None
+    assert "version 2 -> 1" in record.error
+    subjects = [message["Subject"] for message in inbox()]
+    assert (
+        "[autoremediate] ESCALATION: changed_since_approval on lambda:function/checkout:live"
+        in subjects
+    )
+
+
+def test_a_timed_out_approval_applies_nothing_and_escalates(
+    deployed: Any,
+    handler: Handler,
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    inbox: Any,
+) -> None:
+    event, request = _pending_rollback(handler)
+
+    result = _approval_task(
+        deployed, monkeypatch, {"task": "conclude", "ending": "timeout"}, request
+    )
+
+    assert (result["outcome"], result["reason"]) == ("skipped", "approval_timeout")
+    assert _live_version() == "2"
+    record = _audit(function_env, event["id"])
+    assert record.escalated
+    assert record.approval == {"id": request["approval_id"], "decision": "timeout"}
+    assert any("ESCALATION: approval_timeout" in m["Subject"] for m in inbox())
+
+
+def test_lifted_blocks_count_neither_for_cooldown_nor_for_the_circuit_breaker(
+    function_env: dict[str, str],
+) -> None:
+    store = AuditStore(function_env["AUDIT_TABLE_NAME"])
+    now = clock.now()
+    target = "wafv2:ipset/REGIONAL/blocked-ips"
+    for event_id, reason in (("block", None), ("lifted", "expired")):
+        store.put(
+            AuditRecord(
+                event_id=event_id,
+                outcome=Outcome.APPLIED,
+                reason=reason,
+                target=target,
+                started_at=now,
+                recorded_at=now,
+            )
+        )
+
+    changes = store.applied_since(target, now - timedelta(hours=1))
+
+    assert [record.event_id for record in changes] == ["block"]
 
 
 # --- after the change is made, nothing may make the event act again -------------------------

@@ -129,6 +129,10 @@ def test_an_ip_block_rejected_or_left_undecided_blocks_nothing(
     assert report.resources_after["waf_ip_sets"]["blocked-ips"] == {"addresses": ["192.0.2.10/32"]}
     escalation = report.events[-1].notifications
     assert any("ESCALATION" in n["subject"] for n in escalation)
+    from remediators.cli.operator import list_approvals
+
+    [approval] = list_approvals(report.stack, everything=True)
+    assert approval["status"] == ("rejected" if outcome else "expired")
 
 
 def test_an_operator_rejects_from_the_cli_once(simulator: Simulator, tmp_path: Path) -> None:
