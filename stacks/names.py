@@ -9,11 +9,18 @@ REMEDIATOR_HANDLER = "remediators.handlers.remediator.lambda_handler"
 APPROVAL_TASKS_HANDLER = "remediators.flows.approval.lambda_handler"
 APPROVAL_ENDPOINT_HANDLER = "remediators.handlers.approval_endpoint.lambda_handler"
 APPROVAL_ENDPOINT_TIMEOUT_SECONDS = 10
+RESTORE_TASKS_HANDLER = "remediators.flows.restore.lambda_handler"
 
 
 def approval_state_machine_name(stack_name: str) -> str:
     """Named, so that the remediator can start it without a reference (which is a cycle)."""
     return f"autoremediate-{stack_name}-approval"
+
+
+def flow_state_machine_name(stack_name: str, flow: str) -> str:
+    """The state machine of an action's flow (`Action.flow`, e.g. restore), named for the same
+    reason as the approval flow's."""
+    return f"autoremediate-{stack_name}-{flow}"
 
 
 def approval_signing_secret_name(stack_name: str) -> str:

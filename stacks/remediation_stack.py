@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from remediators.core.blocks import BLOCKS_TABLE_ENV
@@ -20,6 +23,7 @@ from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
 from stacks.constructs.preset_alarms import PresetAlarms
 from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
+from stacks.constructs.restore_flow import RestoreFlow
 from stacks.constructs.triggers import AlarmTriggers
 from stacks.constructs.verification import Verification
 
@@ -54,18 +58,30 @@ class RemediationStack(Stack):
         if any(policy.action_class.expires for policy in policy_file.policies):
             expiry = Expiry(self, "Expiry")
             environment[BLOCKS_TABLE_ENV] = expiry.blocks.table_name
-        needs_approval = any(policy.needs_approval() for policy in policy_file.policies)
+        restore_policies = [p for p in policy_file.policies if p.action_class.flow == "restore"]
+        # State machines by name, not by reference: their tasks refer to the remediator.
+        if restore_policies:
+            environment["FLOW_STATE_MACHINES"] = json.dumps(
+                {
+                    "restore": self._state_machine_arn(
+                        names.flow_state_machine_name(self.stack_name, "restore")
+                    )
+                }
+            )
+        # The restore flow asks for approval twice.
+        needs_approval = bool(restore_policies) or any(
+            policy.needs_approval() for policy in policy_file.policies
+        )
         if needs_approval:
-            # By name, not by reference: the flow's tasks refer to the remediator function.
-            environment["APPROVAL_STATE_MACHINE_ARN"] = (
-                f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:"
-                + names.approval_state_machine_name(self.stack_name)
+            environment["APPROVAL_STATE_MACHINE_ARN"] = self._state_machine_arn(
+                names.approval_state_machine_name(self.stack_name)
             )
         remediator = RemediatorFunction(
             self, "Remediator", policy_file=policy_file, environment=environment
         )
         functions = [remediator.function]
         approval: ApprovalFlow | None = None
+        restore: RestoreFlow | None = None
         if needs_approval:
             approval = ApprovalFlow(
                 self,
@@ -75,38 +91,28 @@ class RemediationStack(Stack):
                 audit_table=audit.table,
             )
             functions += [approval.tasks, approval.endpoint]
+        if approval is not None and restore_policies:
+            restore = RestoreFlow(
+                self,
+                "Restore",
+                policies=restore_policies,
+                remediator=remediator,
+                environment=environment,
+                approval=approval,
+                audit=audit,
+                guardrails=guardrails,
+                topics=list(notifications.topics.values()),
+            )
+            functions.append(restore.tasks)
         audit.grant_record_and_query(remediator.function)
         guardrails.grant_to(remediator.function)
         verification.grant_to(remediator.function, [p.alarm for p in policy_file.policies])
-        # A policy that takes its target from the alarm may change any table or function of
-        # the account: never our own.
-        remediator.role.add_to_policy(
-            iam.PolicyStatement(
-                effect=iam.Effect.DENY,
-                actions=["dynamodb:UpdateTable", "dynamodb:DeleteTable"],
-                resources=[
-                    table.table_arn
-                    for table in (audit.table, guardrails.locks, guardrails.idempotency)
-                    + ((approval.table,) if approval else ())
-                    + ((expiry.blocks,) if expiry else ())
-                ],
-            )
-        )
-        # A separate policy: the function's ARN in its own role's default policy is a cycle.
-        iam.Policy(
-            self,
-            "RemediatorSelfProtection",
-            roles=[remediator.role],
-            statements=[
-                iam.PolicyStatement(
-                    effect=iam.Effect.DENY,
-                    actions=[
-                        "lambda:UpdateFunctionConfiguration",
-                        "lambda:PutFunctionConcurrency",
-                    ],
-                    resources=[function.function_arn for function in functions],
-                )
-            ],
+        self._deny_changes_to_itself(
+            remediator,
+            [audit.table, guardrails.locks, guardrails.idempotency]
+            + ([approval.table] if approval else [])
+            + ([expiry.blocks] if expiry else []),
+            functions,
         )
         for topic in notifications.topics.values():
             topic.grant_publish(remediator.function)
@@ -158,3 +164,41 @@ class RemediationStack(Stack):
             CfnOutput(self, "ApprovalsTableName", value=approval.table.table_name)
             CfnOutput(self, "ApprovalStateMachineArn", value=approval.state_machine_arn)
             CfnOutput(self, "ApprovalEndpointFunction", value=approval.endpoint.function_name)
+        if restore is not None:
+            CfnOutput(self, "RestoreStateMachineArn", value=restore.state_machine_arn)
+
+    def _state_machine_arn(self, name: str) -> str:
+        return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{name}"
+
+    def _deny_changes_to_itself(
+        self,
+        remediator: RemediatorFunction,
+        tables: Sequence[dynamodb.ITable],
+        functions: Sequence[lambda_.IFunction],
+    ) -> None:
+        """A policy that takes its target from the alarm may change any table or function of
+        the account: never the stack's own."""
+        remediator.role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["dynamodb:UpdateTable", "dynamodb:DeleteTable"],
+                resources=[table.table_arn for table in tables],
+            )
+        )
+        # A separate policy: the function's ARN in its own role's default policy is a cycle.
+        iam.Policy(
+            self,
+            "RemediatorSelfProtection",
+            roles=[remediator.role],
+            statements=[
+                iam.PolicyStatement(
+                    effect=iam.Effect.DENY,
+                    actions=[
+                        "lambda:UpdateFunctionConfiguration",
+                        "lambda:PutFunctionConcurrency",
+                        "lambda:DeleteFunctionConcurrency",
+                    ],
+                    resources=[function.function_arn for function in functions],
+                )
+            ],
+        )

@@ -44,6 +44,9 @@ def aws() -> Iterator[None]:
     """An empty moto account, in-process."""
     from moto import mock_aws
 
+    from remediators.cli.local_aws import add_lambda_account_settings
+
+    add_lambda_account_settings()  # moto 5.2 lacks Lambda's GetAccountSettings
     reset_clients()
     with mock_aws():
         yield

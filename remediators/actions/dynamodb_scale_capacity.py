@@ -9,9 +9,10 @@ dynamic scale-out is suspended (the scaler would not use the room).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
 from remediators.core import clock
@@ -22,6 +23,8 @@ from remediators.core.limits import scale_up
 from remediators.core.registry import Action, Params, Permission, Plan, Target, register
 
 __all__ = ["DYNAMODB_TABLE_QUOTA", "ScaleCapacity", "ScaleCapacityParams", "TableTarget"]
+
+logger = logging.getLogger(__name__)
 
 # Default per-table quota of read and of write capacity units (Service Quotas can raise it).
 DYNAMODB_TABLE_QUOTA = 40_000
@@ -161,10 +164,12 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
     def _write(self, current: dict[str, Any], wanted: dict[str, Any]) -> None:
         """Move the table from `current` to `wanted`: one UpdateTable for the capacity the
         table owns (finished before the scaler is touched, so the two never race), then the
-        scalable targets' bounds. Capacity a scaler owns is never written here."""
+        scalable targets' bounds (if one fails, those set before it are put back). Capacity a
+        scaler owns is never written here."""
         table = self.target.table
         request: dict[str, Any] = {}
         index_updates = []
+        requested: dict[str, dict[str, int]] = {}
         for unit, capacity in wanted["capacity"].items():
             now = current["capacity"].get(unit, {})
             target = {
@@ -175,6 +180,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             }
             if target == now:
                 continue
+            requested[unit] = target
             throughput = {_DIMENSIONS[d]: v for d, v in sorted(target.items())}
             if unit == "table":
                 request["ProvisionedThroughput"] = throughput
@@ -193,7 +199,8 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             try:
                 client("dynamodb").update_table(TableName=table, **request)
             except ClientError as error:
-                raise ActionError.from_client_error(f"UpdateTable {table}", error) from error
+                if not self._landed(error, requested):
+                    raise ActionError.from_client_error(f"UpdateTable {table}", error) from error
         bounds_changed = [
             (key, bounds)
             for key, bounds in wanted["autoscaling"].items()
@@ -201,16 +208,68 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         ]
         if request and bounds_changed:
             self._read_state(wait_active=True)
+        done: list[str] = []
         for key, bounds in bounds_changed:
-            unit, dimension = key.rsplit(":", 1)
-            resource_id, scalable_dimension = _scalable(table, unit, dimension)
-            client("application-autoscaling").register_scalable_target(
-                ServiceNamespace="dynamodb",
-                ResourceId=resource_id,
-                ScalableDimension=scalable_dimension,
-                MinCapacity=bounds["min"],
-                MaxCapacity=bounds["max"],
-            )
+            try:
+                self._register(key, bounds)
+            except (ClientError, BotoCoreError) as error:
+                raise self._half_done(key, error, done, current, bool(request)) from error
+            done.append(key)
+
+    def _landed(self, error: ClientError, requested: dict[str, dict[str, int]]) -> bool:
+        """Whether an UpdateTable that botocore retried went through on an earlier attempt
+        whose answer was lost, the retry being refused as a repeat (the table is UPDATING, or
+        the capacity "will not change"): once ACTIVE, the table has the capacity requested."""
+        if not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            return False
+        capacity = self._read_state(wait_active=True, autoscaling=False)["capacity"]
+        return all(capacity.get(unit) == wanted for unit, wanted in requested.items())
+
+    def _register(self, key: str, bounds: dict[str, Any]) -> None:
+        unit, dimension = key.rsplit(":", 1)
+        resource_id, scalable_dimension = _scalable(self.target.table, unit, dimension)
+        client("application-autoscaling").register_scalable_target(
+            ServiceNamespace="dynamodb",
+            ResourceId=resource_id,
+            ScalableDimension=scalable_dimension,
+            MinCapacity=bounds["min"],
+            MaxCapacity=bounds["max"],
+        )
+
+    def _half_done(
+        self,
+        key: str,
+        error: Exception,
+        done: list[str],
+        current: dict[str, Any],
+        table_updated: bool,
+    ) -> ActionError:
+        """A scalable target could not be set after others were: put those back to their
+        bounds before (best effort), so that a failed change leaves the scaler as it was and a
+        retry starts from there; the error says what, if anything, stays changed."""
+        if isinstance(error, ClientError):
+            failure = ActionError.from_client_error(f"RegisterScalableTarget {key}", error)
+        else:
+            failure = ActionError(f"RegisterScalableTarget {key} failed: {error}")
+        left = []
+        for earlier in reversed(done):
+            before = current["autoscaling"].get(earlier)
+            if before is None:  # no scalable target before: no bounds to put back
+                left.append(earlier)
+                continue
+            try:
+                self._register(earlier, before)
+            except (ClientError, BotoCoreError):
+                logger.exception("could not put back the bounds of %s", earlier)
+                left.append(earlier)
+        notes = [str(failure)]
+        if done and not left:
+            notes.append(f"put back the bounds set before it ({', '.join(done)})")
+        if left:
+            notes.append(f"still changed: the bounds of {', '.join(left)}")
+        if table_updated:
+            notes.append("still changed: the UpdateTable before it")
+        return ActionError("; ".join(notes))
 
     _had_autoscaling = True  # until a read shows otherwise
 

@@ -122,9 +122,19 @@ class RaiseTimeout(Action[RaiseTimeoutParams, FunctionTarget]):
                 MemorySize=wanted["memory"],
             )
         except ClientError as error:
-            raise ActionError.from_client_error(
-                f"UpdateFunctionConfiguration {self.target.function}", error
-            ) from error
+            if not self._landed(error, wanted):
+                raise ActionError.from_client_error(
+                    f"UpdateFunctionConfiguration {self.target.function}", error
+                ) from error
+
+    def _landed(self, error: ClientError, wanted: dict[str, Any]) -> bool:
+        """Whether an update that botocore retried went through on an earlier attempt whose
+        answer was lost, the retry being refused as a conflict with that very update (it is
+        InProgress): once settled, the function has the timeout and memory asked for."""
+        if not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            return False
+        settled = self._read(wait=True)
+        return (settled["timeout"], settled["memory"]) == (wanted["timeout"], wanted["memory"])
 
     def _read(self, wait: bool) -> dict[str, Any]:
         for _ in range(_SETTLE_POLLS if wait else 1):

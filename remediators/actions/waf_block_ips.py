@@ -426,9 +426,10 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
         key = self.target.resource_key
         expires_at = datetime.fromisoformat(plan.after["expires_at"])
         # The expiry first: a crash after it leaves an entry for an address not blocked (its
-        # sweep removes nothing), never a block that nothing will lift.
-        ledger.record(key, wanted, expires_at, self._origin())
+        # sweep removes nothing), never a block that nothing will lift. A failure (of the
+        # ledger too, after some entries) forgets the entries of addresses not blocked.
         try:
+            ledger.record(key, wanted, expires_at, self._origin())
             added = self._write(lambda current: _merged(current, wanted, self.target.ip_set))
         except Exception:
             self._forget_unblocked(ledger, wanted)
@@ -496,6 +497,8 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
                 client("wafv2").update_ip_set(**request)
             except ClientError as error:
                 code = error.response["Error"]["Code"]
+                if code == "WAFOptimisticLockException" and self._landed(addresses, error):
+                    return result
                 if code == "WAFOptimisticLockException" and attempt < _LOCK_ATTEMPTS:
                     logger.info(
                         "IP set %s changed while written (attempt %d): retrying", name, attempt
@@ -509,6 +512,15 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
                 ) from error
             return result
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _landed(self, addresses: list[str], error: ClientError) -> bool:
+        """Whether a write that botocore retried went through on an earlier attempt whose answer
+        was lost (a read timeout, a 5xx after the change), so that the retry met the write's
+        own change as a stale LockToken: the set holds exactly the addresses it wrote."""
+        if not error.response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            return False
+        ip_set, _ = self._get_ip_set()
+        return _AddressSet(ip_set["Addresses"]).exact == _AddressSet(addresses).exact
 
     def _get_ip_set(self) -> tuple[dict[str, Any], str]:
         try:

@@ -27,6 +27,8 @@ class Call:
     action: str
     resource: str
     context: tuple[tuple[str, str], ...] = ()
+    # Calls that touch two resources (a restore: the backup and the new table) need both.
+    also: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.action} on {self.resource}"
@@ -39,6 +41,15 @@ def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)
     service = _IAM_PREFIX.get(signing_name, signing_name)
     action = f"{service}:{operation}"
     arn = f"arn:aws:{service}:{region}:{account}:"
+    if service == "dynamodb" and operation == "RestoreTableFromBackup":
+        return Call(
+            action, str(params["BackupArn"]), also=(f"{arn}table/{params['TargetTableName']}",)
+        )
+    if service == "dynamodb" and operation == "RestoreTableToPointInTime":
+        source = f"{arn}table/{params['SourceTableName']}"
+        return Call(action, source, also=(f"{arn}table/{params['TargetTableName']}",))
+    if service == "dynamodb" and ("BackupArn" in params or "ResourceArn" in params):
+        return Call(action, str(params.get("BackupArn") or params["ResourceArn"]))
     if service == "dynamodb" and "TableName" in params:
         resource = f"{arn}table/{params['TableName']}"
         if params.get("IndexName"):
@@ -116,11 +127,16 @@ class AccessChecker:
             self.statements += _statements(version["PolicyVersion"]["Document"])
 
     def allowed(self, call: Call) -> bool:
-        """Whether the role allows the call: no Deny matches and some Allow does."""
-        matching = [s for s in self.statements if _matches(s, call)]
-        if any(s["Effect"] == "Deny" for s in matching):
-            return False
-        return any(s["Effect"] == "Allow" for s in matching)
+        """Whether the role allows the call, on each resource it touches: no Deny matches and
+        some Allow does."""
+        for resource in (call.resource, *call.also):
+            one = Call(call.action, resource, call.context)
+            matching = [s for s in self.statements if _matches(s, one)]
+            if any(s["Effect"] == "Deny" for s in matching):
+                return False
+            if not any(s["Effect"] == "Allow" for s in matching):
+                return False
+        return True
 
 
 def _statements(document: Any) -> list[dict[str, Any]]:

@@ -6,16 +6,19 @@ through AWS_ENDPOINT_URL. Nothing ever reaches a real AWS account.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from remediators.core.aws import reset_clients
 
-__all__ = ["ACCOUNT_ID", "REGION", "LocalAws", "local_aws"]
+__all__ = ["ACCOUNT_ID", "REGION", "LocalAws", "add_lambda_account_settings", "local_aws"]
 
 # moto's default account; the region is fixed so that ARNs in reports are stable.
 ACCOUNT_ID = "123456789012"
@@ -30,6 +33,10 @@ _FAKE_ENV = {
     "MOTO_ALLOW_NONEXISTENT_REGION": "false",
 }
 _CLEARED_ENV = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+# Lambda's GetAccountSettings (GET /2016-08-19/account-settings in botocore's model).
+_ACCOUNT_SETTINGS_PATH = r"{0}/(?P<api_version>[^/]+)/account-settings/?$"
+# The account's concurrency quota when MOTO_LAMBDA_CONCURRENCY_QUOTA is not set (AWS's default).
+_DEFAULT_CONCURRENCY_QUOTA = 1000
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ def local_aws() -> Iterator[LocalAws]:
     # Step Functions executions run on moto's interpreter (not just recorded as started).
     saved_config = default_user_config.get("stepfunctions") or {"execute_state_machine": False}
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    add_lambda_account_settings()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -79,3 +87,42 @@ def local_aws() -> Iterator[LocalAws]:
             else:
                 os.environ[key] = value
         reset_clients()
+
+
+def add_lambda_account_settings() -> None:
+    """Give moto's Lambda the GetAccountSettings call that moto 5.2 lacks, in-process
+    (`mock_aws`) and in server mode alike. AccountLimit.ConcurrentExecutions is
+    MOTO_LAMBDA_CONCURRENCY_QUOTA (the quota moto's PutFunctionConcurrency enforces when it is
+    set) or AWS's default 1,000; UnreservedConcurrentExecutions is that minus the functions'
+    reserved concurrency, counted as PutFunctionConcurrency counts it. Idempotent; call it
+    before the first Lambda request (the server builds its routes then)."""
+    from moto.awslambda import urls
+
+    urls.url_paths.setdefault(_ACCOUNT_SETTINGS_PATH, _account_settings_response().dispatch)
+
+
+@cache
+def _account_settings_response() -> type[Any]:
+    """moto's Lambda responses plus GetAccountSettings (made on first use: moto loads late)."""
+    from moto.awslambda.responses import LambdaResponse
+    from moto.core.common_types import TYPE_RESPONSE
+
+    class AccountSettingsResponse(LambdaResponse):
+        def get_account_settings(self) -> TYPE_RESPONSE:
+            quota = int(os.environ.get("MOTO_LAMBDA_CONCURRENCY_QUOTA", _DEFAULT_CONCURRENCY_QUOTA))
+            functions = list(self.backend.list_functions())
+            reserved = sum(int(f.reserved_concurrency or 0) for f in functions)
+            code_size = sum(int(getattr(f, "code_size", 0) or 0) for f in functions)
+            settings = {
+                "AccountLimit": {
+                    "TotalCodeSize": 80_530_636_800,
+                    "CodeSizeUnzipped": 262_144_000,
+                    "CodeSizeZipped": 52_428_800,
+                    "ConcurrentExecutions": quota,
+                    "UnreservedConcurrentExecutions": max(0, quota - reserved),
+                },
+                "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": len(functions)},
+            }
+            return 200, {}, json.dumps(settings)
+
+    return AccountSettingsResponse

@@ -111,6 +111,27 @@ def _parser() -> argparse.ArgumentParser:
     approvals.add_argument("--stack", default="Autoremediate", help="stack name")
     approvals.set_defaults(run=_approvals)
 
+    restore = commands.add_parser(
+        "restore",
+        help="restore a DynamoDB table from backup into a new table (asks for approval twice)",
+        description="Start the restore flow of the table's dynamodb.restore_from_backup "
+        "policy: find the backup, ask for approval, restore into <table>-restored-<time>, "
+        "re-apply PITR, TTL, tags and autoscaling, verify, ask again, then point the "
+        "application's setting at the new table. The old table is never deleted.",
+        epilog="examples:\n  remediate restore orders\n"
+        "  remediate restore orders --pitr-latest\n"
+        "  remediate restore orders --backup arn:aws:dynamodb:...:table/orders/backup/0169...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    restore.add_argument("table")
+    source = restore.add_mutually_exclusive_group()
+    source.add_argument("--backup", metavar="ARN", help="this backup (default: the latest one)")
+    source.add_argument(
+        "--pitr-latest", action="store_true", help="the latest restorable point in time"
+    )
+    restore.add_argument("--stack", default="Autoremediate", help="stack name")
+    restore.set_defaults(run=_restore)
+
     explain = commands.add_parser(
         "explain",
         help="which rule and policy an event matches, and what would happen (a dry run)",
@@ -191,6 +212,18 @@ def _approvals(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     decision = decide_approval(args.stack, args.approval_id, args.verb)
     print(f"{args.verb}d {decision.approval_id} at {decision.decided_at:%Y-%m-%d %H:%M:%S} UTC")
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from remediators.cli.operator import start_restore
+
+    event_id, execution = start_restore(
+        args.stack, args.table, args.backup, True if args.pitr_latest else None
+    )
+    print(f"restore {event_id} of {args.table} started: {execution}")
+    print("approve it from the email, or: remediate approvals list")
+    print(f"follow it with: remediate history --resource dynamodb:table/{args.table}")
     return EXIT_OK
 
 

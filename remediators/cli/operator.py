@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,6 +32,7 @@ __all__ = [
     "replay",
     "revert_action",
     "stack_outputs",
+    "start_restore",
 ]
 
 DEFAULT_STACK = "Autoremediate"
@@ -197,6 +199,36 @@ def decide_approval(stack_name: str, approval_id: str, verdict: Verdict) -> Deci
         taskToken=token, output=decision.model_dump_json()
     )
     return decision
+
+
+def start_restore(
+    stack_name: str,
+    table: str,
+    backup_arn: str | None = None,
+    point_in_time: bool | None = None,
+) -> tuple[str, str]:
+    """Start the restore flow for `table` as the caller's IAM identity, from `backup_arn`, the
+    latest restorable point in time, or (neither) the table's policy's `source`. The flow asks
+    for approval before it restores and again before it cuts over. Returns (event id, the
+    execution's ARN)."""
+    state_machine = stack_outputs(stack_name).get("RestoreStateMachineArn")
+    if state_machine is None:
+        raise StackNotFound(
+            f"stack {stack_name!r} has no restore flow (no dynamodb.restore_from_backup policy)"
+        )
+    identity = str(boto3.client("sts").get_caller_identity()["Arn"])
+    event_id = f"restore-{uuid.uuid4().hex[:24]}"
+    start = {
+        "event_id": event_id,
+        "target_spec": {"table": table},
+        "requested_by": f"remediate restore ({identity})",
+        "backup_arn": backup_arn,
+        "point_in_time": point_in_time,
+    }
+    execution = boto3.client("stepfunctions").start_execution(
+        stateMachineArn=state_machine, name=event_id, input=json.dumps({"start": start})
+    )["executionArn"]
+    return event_id, str(execution)
 
 
 def format_approvals(approvals: list[dict[str, Any]]) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "read_function",
     "read_ip_set",
     "read_resources",
+    "read_restored",
     "read_table",
 ]
 
@@ -48,6 +49,8 @@ def create_resources(resources: Resources) -> None:
         )
     for access_log in resources.access_logs:
         _write_access_log(access_log)
+    for name, value in resources.ssm_parameters.items():
+        boto3.client("ssm").put_parameter(Name=name, Value=value, Type="String")
 
 
 def _write_access_log(spec: AccessLogSpec) -> None:
@@ -83,6 +86,42 @@ def read_resources(resources: Resources) -> dict[str, Any]:
             function.name: read_function(function.name) for function in resources.lambda_functions
         },
         "waf_ip_sets": {ip_set.name: read_ip_set(ip_set) for ip_set in resources.waf_ip_sets},
+        "restored_tables": {
+            table.name: read_restored(table.name) for table in resources.dynamodb_tables
+        },
+        "ssm_parameters": {
+            name: boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+            for name in resources.ssm_parameters
+        },
+    }
+
+
+def read_restored(source: str) -> dict[str, Any]:
+    """The restored copies of `source` (`<source>-restored-*`): how many, and the latest's
+    name, items, PITR, TTL, tags (ours aside) and autoscaling."""
+    ddb = boto3.client("dynamodb")
+    prefix = f"{source}-restored-"
+    copies = sorted(
+        name
+        for page in ddb.get_paginator("list_tables").paginate()
+        for name in page["TableNames"]
+        if name.startswith(prefix)
+    )
+    state: dict[str, Any] = {"copies": len(copies)}
+    if not copies:
+        return state
+    name = copies[-1]
+    table = ddb.describe_table(TableName=name)["Table"]
+    pitr = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    tags = ddb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
+    return state | {
+        "name": name,
+        "items": ddb.scan(TableName=name, Select="COUNT")["Count"],
+        "pitr": pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED",
+        "ttl": ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") == "ENABLED" else None,
+        "tags": {t["Key"]: t["Value"] for t in tags if not t["Key"].startswith("autoremediate:")},
+        "autoscaling": read_table(name).get("autoscaling", {}),
     }
 
 
@@ -101,6 +140,12 @@ def read_function(name: str) -> dict[str, Any]:
     config = lambda_client.get_function_configuration(FunctionName=name)
     aliases = lambda_client.list_aliases(FunctionName=name)["Aliases"]
     state: dict[str, Any] = {"timeout": config["Timeout"], "memory": config["MemorySize"]}
+    environment = config.get("Environment", {}).get("Variables", {})
+    if environment:
+        state["environment"] = environment
+    reserved = lambda_client.get_function_concurrency(FunctionName=name)
+    if "ReservedConcurrentExecutions" in reserved:
+        state["reserved"] = reserved["ReservedConcurrentExecutions"]
     if aliases:
         state["aliases"] = {alias["Name"]: alias["FunctionVersion"] for alias in aliases}
     return state
@@ -209,6 +254,7 @@ def create_function(function: FunctionSpec) -> None:
         Code={"ZipFile": code.getvalue()},
         Timeout=function.timeout,
         MemorySize=function.memory,
+        Environment={"Variables": function.environment},
     )
     lambda_client = boto3.client("lambda")
     for number in range(1, function.versions + 1):
@@ -219,6 +265,10 @@ def create_function(function: FunctionSpec) -> None:
         lambda_client.publish_version(FunctionName=function.name)
     for alias, version in function.aliases.items():
         lambda_client.create_alias(FunctionName=function.name, Name=alias, FunctionVersion=version)
+    if function.reserved is not None:
+        lambda_client.put_function_concurrency(
+            FunctionName=function.name, ReservedConcurrentExecutions=function.reserved
+        )
 
 
 def _create_table(table: TableSpec) -> None:
@@ -256,7 +306,34 @@ def _create_table(table: TableSpec) -> None:
             }
             for index in table.indexes
         ]
-    boto3.client("dynamodb").create_table(**request)
+    ddb = boto3.client("dynamodb")
+    created = ddb.create_table(**request)["TableDescription"]
+    for start in range(0, table.items, 25):
+        ddb.batch_write_item(
+            RequestItems={
+                table.name: [
+                    {"PutRequest": {"Item": {"id": {"S": f"item-{i + 1:04d}"}}}}
+                    for i in range(start, min(start + 25, table.items))
+                ]
+            }
+        )
+    if table.pitr:
+        ddb.update_continuous_backups(
+            TableName=table.name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    if table.ttl:
+        ddb.update_time_to_live(
+            TableName=table.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl},
+        )
+    if table.tags:
+        ddb.tag_resource(
+            ResourceArn=created["TableArn"],
+            Tags=[{"Key": key, "Value": value} for key, value in sorted(table.tags.items())],
+        )
+    if table.backup:
+        ddb.create_backup(TableName=table.name, BackupName=f"{table.name}-backup")
     autoscaling = boto3.client("application-autoscaling")
     for dimension, bounds in table.autoscaling.items():
         autoscaling.register_scalable_target(

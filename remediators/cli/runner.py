@@ -41,6 +41,7 @@ from remediators.cli.operator import (
     history,
     replay,
     revert_action,
+    start_restore,
 )
 from remediators.cli.routing import Route, Router
 from remediators.cli.scenario import (
@@ -57,6 +58,7 @@ from remediators.cli.scenario import (
     RedeliverStep,
     RejectStep,
     ReplayStep,
+    RestoreStep,
     RevertStep,
     Scenario,
     ScenarioError,
@@ -65,7 +67,7 @@ from remediators.cli.scenario import (
 )
 from remediators.core import clock
 from remediators.core.approval import ApprovalStore, Verdict
-from remediators.core.audit import AuditRecord, AuditStore
+from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
 from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
 from remediators.core.revert import RevertRefused
@@ -280,22 +282,54 @@ class _Playback:
         if result.outcome == "pending" and result.audit and result.audit.get("approval"):
             self._await_request(result)
 
-    def _await_request(self, result: EventResult) -> None:
-        """The flow's first task runs on Step Functions' thread: wait until it has stored the
-        approval and sent the email (bounded), and file the email with the event."""
-        assert result.audit is not None
+    def _await_request(self, result: EventResult, known: str | None = None) -> None:
+        """A flow's tasks run on Step Functions' thread: wait (bounded) until the flow has
+        stored a new approval (not `known`) and sent its email, or has ended; file the record
+        and the email with the event."""
         assert self.approvals is not None
-        approval_id = result.audit["approval"]["id"]
         deadline = time.monotonic() + _FLOW_WAIT_SECONDS
-        while self.approvals.get(approval_id) is None:
-            if time.monotonic() > deadline or self._execution_status(result) != "RUNNING":
-                raise ScenarioError(f"the approval flow of {result.event_id} sent no request")
+        while True:
+            record = self.audit.get(result.event_id)
+            approval_id = ((record.approval or {}) if record else {}).get("id")
+            if (
+                record is not None
+                and record.outcome is Outcome.PENDING
+                and approval_id not in (None, known)
+                and self.approvals.get(approval_id) is not None
+            ):
+                break
+            if self._execution_status(result) != "RUNNING":
+                return
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"the flow of {result.event_id} sent no approval request")
             time.sleep(0.05)
+        result.take_record(record)
         while not (emails := self.inbox.drain()) and time.monotonic() < deadline:
             time.sleep(0.05)
         result.notifications += emails
         for email in emails:
             self.report.note("approval", f"email: {email['subject']}")
+
+    def _restore(self, step: RestoreStep) -> None:
+        event_id, execution = start_restore(self.stack.name, step.restore)
+        self.report.note("operator", f"remediate restore {step.restore}: {event_id} started")
+        result = EventResult(
+            event_id=event_id,
+            alarm="remediate restore",
+            state=None,
+            outcome="pending",
+            routes=["restore flow"],
+            audit={"approval": {"execution": execution}},
+        )
+        self.report.events.append(result)
+        self._await_request(result)
+        if result.audit is not None and result.audit.get("reason") is None:
+            # It ended before asking (no policy, no backup): report how.
+            record = self.audit.get(event_id)
+            result.outcome = record.outcome.value if record else "unmatched"
+            if record is not None:
+                result.take_record(record)
+            result.notifications = self.inbox.drain()
 
     def _latest_pending(self) -> EventResult:
         for event in reversed(self.report.events):
@@ -373,11 +407,18 @@ class _Playback:
         return str(client("stepfunctions").describe_execution(executionArn=execution)["status"])
 
     def _finish_flow(self, pending: EventResult, limit: float = _FLOW_WAIT_SECONDS) -> None:
-        """Wait for the approval execution to end; report its final record as an event."""
+        """Wait until the flow ends, or asks for its next approval (a restore asks twice);
+        report its record as an event."""
+        assert pending.audit is not None
+        asked = pending.audit["approval"].get("id")
         deadline = time.monotonic() + limit
         while (status := self._execution_status(pending)) == "RUNNING":
+            record = self.audit.get(pending.event_id)
+            waiting = record is not None and record.outcome is Outcome.PENDING
+            if waiting and record and (record.approval or {}).get("id") not in (None, asked):
+                break  # a new approval: the restore's cutover
             if time.monotonic() > deadline:
-                raise ScenarioError(f"the approval flow of {pending.event_id} did not end")
+                raise ScenarioError(f"the flow of {pending.event_id} did not go on")
             time.sleep(0.05)
         record = self.audit.get(pending.event_id)
         result = EventResult(
@@ -385,7 +426,7 @@ class _Playback:
             alarm=pending.alarm,
             state=pending.state,
             outcome=record.outcome.value if record else "unmatched",
-            routes=["approval flow"],
+            routes=pending.routes if pending.routes == ["restore flow"] else ["approval flow"],
         )
         if record is not None:
             result.take_record(record)
@@ -394,7 +435,10 @@ class _Playback:
             result.denied += invocation.denied
             result.attempts += invocation.attempts
         self.runtime.task_invocations.clear()
-        result.notifications = self.inbox.drain()
+        if result.outcome == Outcome.PENDING.value:
+            self._await_request(result, known=asked)
+        else:
+            result.notifications = self.inbox.drain()
         self.report.events.append(result)
         decided = (record.approval or {}) if record else {}
         who = f" by {decided['source_ip']}" if decided.get("source_ip") else ""
@@ -592,6 +636,7 @@ _STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
     PrefetchStep: _Playback._prefetch,
     AwaitTimeoutStep: _Playback._await_timeout,
     SweepStep: _Playback._sweep,
+    RestoreStep: _Playback._restore,
 }
 
 
@@ -738,24 +783,38 @@ def _check(scenario: Scenario, report: Report) -> list[Check]:
         ("dynamodb_tables", "dynamodb table", scenario.expect.resources.dynamodb_tables),
         ("lambda_functions", "lambda function", scenario.expect.resources.lambda_functions),
         ("waf_ip_sets", "WAF IP set", scenario.expect.resources.waf_ip_sets),
+        ("restored_tables", "restored copies of", scenario.expect.resources.restored_tables),
     ]
     for kind, label, expectations in expected_resources:
         states = report.resources_after.get(kind, {})
         for expected in expectations:
-            state = states.get(expected.name)
-            wanted = expected.model_dump(exclude_none=True, exclude={"name"})
+            key = getattr(expected, "name", None) or expected.source
+            state = states.get(key)
+            wanted = expected.model_dump(exclude_none=True, exclude={"name", "source"})
             if "addresses" in wanted:
                 wanted["addresses"] = sorted(wanted["addresses"])
             wanted = {key: value for key, value in wanted.items() if value != {}}
             actual_values = {key: (state or {}).get(key) for key in wanted}
             checks.append(
                 Check(
-                    f"{label} {expected.name}",
+                    f"{label} {key}",
                     wanted,
                     actual_values,
                     state is not None and actual_values == wanted,
                 )
             )
+    after = report.resources_after
+    for setting in scenario.expect.resources.table_settings:
+        value = setting.value
+        if setting.restored_from is not None:
+            copy = after.get("restored_tables", {}).get(setting.restored_from, {})
+            value = copy.get("name", "(no restored copy)")
+        if setting.parameter is not None:
+            actual = after.get("ssm_parameters", {}).get(setting.parameter)
+        else:
+            function = after.get("lambda_functions", {}).get(setting.function, {})
+            actual = function.get("environment", {}).get(setting.variable)
+        checks.append(Check(setting.label, value, actual, actual == value))
     return checks
 
 

@@ -75,6 +75,13 @@ class TableSpec(_Spec):
     indexes: list[IndexSpec] = Field(default_factory=list)
     # Registers scalable targets for the table's read/write dimensions.
     autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
+    # Items `item-0001`, ... written after creation.
+    items: int = Field(default=0, ge=0, le=10_000)
+    # An on-demand backup taken once the items are written (`<name>-backup`).
+    backup: bool = False
+    pitr: bool = False
+    ttl: str | None = Field(default=None, description="TTL attribute")
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class FunctionSpec(_Spec):
@@ -85,6 +92,8 @@ class FunctionSpec(_Spec):
     memory: int = Field(default=128, ge=128, le=10240)
     versions: int = Field(default=0, ge=0, le=20, description="versions to publish")
     aliases: dict[str, str] = Field(default_factory=dict, description="alias -> version")
+    environment: dict[str, str] = Field(default_factory=dict)
+    reserved: int | None = Field(default=None, ge=0, description="reserved concurrency")
 
 
 class IpSetSpec(_Spec):
@@ -112,6 +121,8 @@ class Resources(_Spec):
     lambda_functions: list[FunctionSpec] = Field(default_factory=list)
     waf_ip_sets: list[IpSetSpec] = Field(default_factory=list)
     access_logs: list[AccessLogSpec] = Field(default_factory=list)
+    # SSM String parameters by name (e.g. the table name an application reads).
+    ssm_parameters: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Resources:
@@ -254,6 +265,12 @@ class AwaitTimeoutStep(_Spec):
     await_approval_timeout: Literal["latest"]
 
 
+class RestoreStep(_Spec):
+    """`remediate restore TABLE`: start the table's restore flow (its policy says from what)."""
+
+    restore: str
+
+
 ApprovalStep = ApproveStep | RejectStep | PrefetchStep | AwaitTimeoutStep
 
 
@@ -281,7 +298,8 @@ Step = Annotated[
     | Annotated[RejectStep, Tag("reject")]
     | Annotated[PrefetchStep, Tag("prefetch_links")]
     | Annotated[AwaitTimeoutStep, Tag("await_approval_timeout")]
-    | Annotated[SweepStep, Tag("sweep")],
+    | Annotated[SweepStep, Tag("sweep")]
+    | Annotated[RestoreStep, Tag("restore")],
     Discriminator(
         _step_kind,
         custom_error_type="step",
@@ -289,7 +307,7 @@ Step = Annotated[
         "`redeliver: latest`, `wait: 2h`, `kill_switch: enabled|disabled`, `revert: latest|ID`, "
         "`force_revert: latest|ID`, `history: 1d`, `inject_fault: {call, error, times}`, "
         "`replay: dead_letters`, `approve: latest`, `reject: latest`, `prefetch_links: latest`, "
-        "`await_approval_timeout: latest`, `sweep: expired`",
+        "`await_approval_timeout: latest`, `sweep: expired`, `restore: TABLE`",
     ),
 ]
 
@@ -312,6 +330,7 @@ class FunctionExpectation(_Spec):
     timeout: int | None = None
     memory: int | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
+    reserved: int | None = None
 
 
 class IpSetExpectation(_Spec):
@@ -321,12 +340,55 @@ class IpSetExpectation(_Spec):
     addresses: list[str]
 
 
+class RestoredExpectation(_Spec):
+    """The restored copies of a table (`<source>-restored-*`) at the end: how many, and what
+    the one copy holds."""
+
+    source: str
+    copies: int = Field(ge=0)
+    items: int | None = None
+    pitr: bool | None = None
+    ttl: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
+
+
+class SettingExpectation(_Spec):
+    """An application's table setting at the end (an SSM parameter, or a function's
+    environment variable): `value`, or the name of `restored_from`'s restored copy."""
+
+    parameter: str | None = None
+    function: str | None = None
+    variable: str | None = None
+    value: str | None = None
+    restored_from: str | None = None
+
+    @model_validator(mode="after")
+    def _one_setting_one_value(self) -> SettingExpectation:
+        function = self.function is not None and self.variable is not None
+        if (self.parameter is not None) == function or (self.function is None) != (
+            self.variable is None
+        ):
+            raise ValueError("name either `parameter` or `function` and `variable`")
+        if (self.value is None) == (self.restored_from is None):
+            raise ValueError("give exactly one of `value` or `restored_from`")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.parameter is not None:
+            return f"SSM parameter {self.parameter}"
+        return f"variable {self.variable} of function {self.function}"
+
+
 class ResourceExpectations(_Spec):
     """Resource states expected at the end."""
 
     dynamodb_tables: list[TableExpectation] = Field(default_factory=list)
     lambda_functions: list[FunctionExpectation] = Field(default_factory=list)
     waf_ip_sets: list[IpSetExpectation] = Field(default_factory=list)
+    restored_tables: list[RestoredExpectation] = Field(default_factory=list)
+    table_settings: list[SettingExpectation] = Field(default_factory=list)
 
 
 OutcomeName = Literal["unmatched", "invalid", "applied", "skipped", "pending", "failed"]

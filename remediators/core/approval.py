@@ -36,6 +36,7 @@ __all__ = [
     "approval_id_for",
     "signing_key",
     "start_approval",
+    "start_execution",
 ]
 
 Verdict = Literal["approve", "reject"]
@@ -59,6 +60,9 @@ class ApprovalRequest(BaseModel):
     alarm_reason: str
     target: str
     target_spec: dict[str, Any]
+    # The params of `action` when a diagnosis chose it (the policy's action diagnoses); None:
+    # `action` is the policy's own, run with the policy's params.
+    params: dict[str, Any] | None = None
     plan: Plan
     requested_at: datetime
     deadline: datetime
@@ -137,16 +141,17 @@ def signing_key(secret_id: str) -> bytes:
 
 
 def start_approval(state_machine_arn: str, request: ApprovalRequest) -> str:
-    """Start the approval execution for `request`; an execution already started for the same
-    approval (a retried event) counts as started. Returns the execution ARN."""
-    execution_arn = (
-        state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + request.approval_id
-    )
+    """Start the approval execution for `request`. Returns the execution ARN."""
+    return start_execution(state_machine_arn, request.approval_id, request.model_dump_json())
+
+
+def start_execution(state_machine_arn: str, name: str, input_json: str) -> str:
+    """Start an execution named `name` (one per event); one already started under that name (a
+    retried event) counts as started. Returns the execution ARN."""
+    execution_arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
     try:
         client("stepfunctions").start_execution(
-            stateMachineArn=state_machine_arn,
-            name=request.approval_id,
-            input=request.model_dump_json(),
+            stateMachineArn=state_machine_arn, name=name, input=input_json
         )
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionAlreadyExists":

@@ -24,7 +24,7 @@ __all__ = ["AuditRecord", "AuditStore", "Outcome"]
 BY_TARGET_INDEX = "by_target"
 BY_ALARM_INDEX = "by_alarm"
 TTL_ATTRIBUTE = "expires_at"
-_JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec", "approval")
+_JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec", "approval", "diagnosis")
 
 
 def _iso(moment: datetime) -> str:
@@ -78,6 +78,9 @@ class AuditRecord(BaseModel):
     verified: bool | None = None
     # Set when the change needed approval: the approval id, and who decided what, when.
     approval: dict[str, Any] | None = None
+    # Set when the policy's action diagnoses (`api.diagnose`): the action it chose (or none),
+    # that action's target and params, the figures behind the choice, and why.
+    diagnosis: dict[str, Any] | None = None
     changes: list[str] = Field(default_factory=list)
     before: dict[str, Any] | None = None
     planned: dict[str, Any] | None = None

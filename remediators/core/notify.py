@@ -29,6 +29,18 @@ _WHY_ESCALATED = {
     "locked": "Nothing was changed: another action held the resource when the approved change "
     "was due. A person should look.",
     "disabled": "Nothing was changed: the kill switch was off when the approved change was due.",
+    "inconclusive": "Nothing was changed: the diagnosis found no cause it may fix by itself "
+    "(the figures it read are below). A person should look.",
+    "no_backup": "Nothing was changed: there is nothing to restore from (no available backup, "
+    "or no point-in-time recovery). A person should look.",
+    "restore_failed": "The restore failed and was stopped: its half-restored copy was deleted "
+    "(unless the application already uses it) and the source table was never touched. The "
+    "details say which step failed. A person should look.",
+    "cutover_rejected": "The table was restored and verified, but an operator rejected the "
+    "cutover: the application still reads the old table. The restored copy is kept; delete it "
+    "by hand if it is not wanted.",
+    "cutover_timeout": "The table was restored and verified, but nobody approved the cutover "
+    "before its deadline: the application still reads the old table. The restored copy is kept.",
     "failed": "The change failed and will be retried; if it keeps failing, the event lands "
     "in the dead-letter queue. A person should look.",
 }
@@ -85,6 +97,11 @@ def render(record: AuditRecord) -> tuple[str, str]:
         lines += ["", _WHY_ESCALATED.get(record.reason or "", _WHY_ESCALATED["failed"])]
     if record.error:
         lines += ["", f"Details: {record.error}"]
+    if record.diagnosis:
+        lines += ["", f"Diagnosis: {record.diagnosis.get('reason', '')}"]
+        for resource, figures in sorted(record.diagnosis.get("figures", {}).items()):
+            lines.append(f"  {resource}: {json.dumps(figures, sort_keys=True)}")
+        lines += [f"  note: {note}" for note in record.diagnosis.get("notes", [])]
     if record.reverts:
         lines += ["", f"This reverted action {record.reverts}."]
     if record.outcome is Outcome.APPLIED:

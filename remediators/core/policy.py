@@ -245,6 +245,15 @@ class Policy(_Model):
         return action.params_model.model_validate({} if value is None else value)
 
     @model_validator(mode="after")
+    def _flows_ask_an_operator(self) -> Policy:
+        if self.approval == "never" and self.action_class.flow is not None:
+            raise ValueError(
+                f"{self.action} runs the {self.action_class.flow} flow, which always asks an "
+                "operator (before it changes anything): `approval: never` cannot apply"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _name_preset_alarm(self) -> Policy:
         preset = self.alarm.preset
         if preset is None:
@@ -267,11 +276,17 @@ class Policy(_Model):
         """The registered action this policy runs."""
         return get_action(self.action)
 
-    def needs_approval(self) -> bool:
-        """`approval` when set, else whether the action is risky by default."""
+    def needs_approval(self, action_class: type[Action[Any, Any]] | None = None) -> bool:
+        """Whether running `action_class` (the action a diagnosis chose) for this policy needs
+        approval: `approval` when set, else whether that action is risky by default. Without
+        `action_class`: whether anything this policy runs may need approval (its action, or
+        one its diagnosis may choose), as the stack and the notification check ask."""
         if self.approval is not None:
             return self.approval == "required"
-        return self.action_class.risky
+        if action_class is not None:
+            return action_class.risky
+        chosen = self.action_class.choices(self.params)
+        return self.action_class.risky or any(get_action(name).risky for name in chosen)
 
 
 # Step Functions waits at most a year for a task token; a decision needs at least a second.
@@ -320,9 +335,9 @@ class PolicyFile(_Model):
         for policy in self.policies:
             if policy.needs_approval() and self.channel(policy) is None:
                 raise ValueError(
-                    f"policy {policy.name!r} needs approval (action {policy.action} is risky by "
-                    "default, or `approval: required`), so it needs a notification channel for "
-                    "the approval email: set `notify` on it or in `defaults`"
+                    f"policy {policy.name!r} needs approval (action {policy.action} is, or may "
+                    "choose, a risky one, or `approval: required`), so it needs a notification "
+                    "channel for the approval email: set `notify` on it or in `defaults`"
                 )
         return self
 

@@ -6,6 +6,10 @@ permissions it needs on a given target (the stack grants exactly those), whether
 by default, how to find its target in an alarm, and three steps: `plan` (read, compute,
 change nothing), `apply` (change), `revert` (restore a recorded before-state), each followed
 by `read_back` (the state after the change, as AWS reports it).
+
+A diagnosing action (`DiagnosingAction`, e.g. `api.diagnose`) changes nothing itself: its
+`diagnose` reads what happened and chooses the action to run (a registered one, with its target
+and params) or none; the chosen action then meets the guardrails as if the policy had named it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from remediators.core.errors import UnknownAction
+from remediators.core.errors import ActionError, UnknownAction
 from remediators.core.events import AlarmDetail
 
 __all__ = [
     "Action",
+    "DiagnosingAction",
+    "Diagnosis",
     "Params",
     "Permission",
     "Plan",
@@ -80,6 +86,22 @@ class Plan(BaseModel):
     note: str = ""
 
 
+class Diagnosis(BaseModel):
+    """What a diagnosing action found: the action it chose (None: nothing it can fix, a person
+    must look), that action's target and params as its models take them, the figures behind
+    the choice (per resource looked at), and the reason in words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str | None = None
+    target: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    reason: str
+    # What was left out of the diagnosis and why (an integration that names no function, ...).
+    notes: list[str] = Field(default_factory=list)
+
+
 ParamsT = TypeVar("ParamsT", bound=Params)
 TargetT = TypeVar("TargetT", bound=Target)
 
@@ -94,6 +116,11 @@ class Action(ABC, Generic[ParamsT, TargetT]):
     risky: ClassVar[bool] = False
     # Changes that lapse (a block for `block_for`): a schedule calls `expire` for them.
     expires: ClassVar[bool] = False
+    # Chooses another action instead of changing anything (see `DiagnosingAction`).
+    diagnoses: ClassVar[bool] = False
+    # Changes of many steps (a restore) run in a state machine of this name: the remediator
+    # starts it with the plan instead of calling `apply`.
+    flow: ClassVar[str | None] = None
 
     def __init__(self, target: TargetT, params: ParamsT, alarm: AlarmDetail | None = None) -> None:
         self.target = target
@@ -111,6 +138,16 @@ class Action(ABC, Generic[ParamsT, TargetT]):
     @abstractmethod
     def target_from_alarm(cls, alarm: AlarmDetail) -> TargetT | None:
         """The target named by the alarm's metric dimensions, if it names one."""
+
+    @classmethod
+    def choices(cls, params: ParamsT) -> dict[str, Params]:
+        """The actions a diagnosing action may choose under `params`, by name, with the params
+        it would give them. Nothing for an action that acts itself."""
+        return {}
+
+    def diagnose(self) -> Diagnosis:
+        """Read what happened and choose the action to run (diagnosing actions only)."""
+        raise NotImplementedError(f"{self.name} does not diagnose")
 
     @abstractmethod
     def read(self) -> dict[str, Any]:
@@ -143,6 +180,36 @@ class Action(ABC, Generic[ParamsT, TargetT]):
         """Undo a recorded change: `before` and `after` are the states the change recorded
         (`after` as `read_back` reported it). Most actions restore `before`; an action whose
         resource other writers also change (a WAF IP set) undoes only its own part, `after`."""
+
+
+class DiagnosingAction(Action[ParamsT, TargetT]):
+    """An action that only chooses: `diagnose` reads and names the action to run. It never
+    reads, plans, applies or reverts a change itself (those run on the chosen action, which is
+    also the one its audit records name)."""
+
+    diagnoses: ClassVar[bool] = True
+
+    @abstractmethod
+    def diagnose(self) -> Diagnosis:
+        """Read what happened over the alarm's window; choose an action, or none."""
+
+    def read(self) -> dict[str, Any]:
+        raise self._changes_nothing("read")
+
+    def plan(self) -> Plan:
+        raise self._changes_nothing("plan")
+
+    def apply(self, plan: Plan) -> None:
+        raise self._changes_nothing("apply")
+
+    def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
+        raise self._changes_nothing("revert")
+
+    def _changes_nothing(self, step: str) -> ActionError:
+        return ActionError(
+            f"{self.name} diagnoses and changes nothing itself: `{step}` runs on the action "
+            "its diagnosis chooses"
+        )
 
 
 _ACTIONS: dict[str, type[Action[Any, Any]]] = {}

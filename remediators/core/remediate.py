@@ -8,7 +8,15 @@ handler's idempotency on the event id):
 6. hard caps, in the action's plan (`at_cap`, escalated, when nothing is left to change).
 A change that needs approval is then handed to the approval flow (`pending`); once an operator
 decides, `apply_approved` or `conclude` records the final outcome under the same event id.
+An action of many steps (`Action.flow`: a restore) is handed to its own state machine instead
+(`pending`, `flow_started`), which asks for approval itself and records the outcome.
 After an action, a schedule checks at `verify_within` that its alarm left ALARM.
+
+A policy whose action diagnoses (`api.diagnose`) first reads what happened, after the kill
+switch: the action it chooses is the one that meets guardrails 2-6, on the resource it
+changes (lock, cooldown and circuit breaker are that resource's), and the one recorded; its
+own risk decides approval unless the policy sets `approval`. No choice is `inconclusive`,
+escalated with the figures. The diagnosis is part of the audit record either way.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.policy import Policy, PolicyFile, load_policy_file
-from remediators.core.registry import Action, Plan, Target
+from remediators.core.registry import Action, Plan, Target, get_action
 from remediators.core.revert import describe_changes
 from remediators.core.settings import Settings
 from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
@@ -43,7 +51,7 @@ CIRCUIT_WINDOW = timedelta(days=1)
 # How far back a recovering alarm looks for the action to credit.
 RECOVERY_LOOKBACK = timedelta(days=7)
 # Reasons that need a person: notified as escalations.
-_ESCALATE = frozenset({"at_cap", "circuit_open", "changed_since_approval"})
+_ESCALATE = frozenset({"at_cap", "circuit_open", "changed_since_approval", "inconclusive"})
 # How an approval flow ends without an approved change, and the reason recorded for it.
 _UNAPPROVED = {"rejected": "rejected", "timeout": "approval_timeout"}
 
@@ -83,9 +91,11 @@ class Remediator:
         locks: ResourceLocks,
         scheduler: Scheduler,
         approval_state_machine: str | None = None,
+        flow_state_machines: dict[str, str] | None = None,
     ) -> None:
         self.policies = policies
         self.approval_state_machine = approval_state_machine
+        self.flow_state_machines = flow_state_machines or {}
         self.audit = audit
         self.notifier = notifier
         self.kill_switch = kill_switch
@@ -104,6 +114,7 @@ class Remediator:
             locks=ResourceLocks(settings.locks_table),
             scheduler=Scheduler(function_arn, settings.scheduler_role_arn),
             approval_state_machine=settings.approval_state_machine,
+            flow_state_machines=settings.flow_state_machines,
         )
 
     def handle(self, event: AlarmEvent) -> AuditRecord:  # noqa: PLR0911 (a return per outcome)
@@ -121,7 +132,10 @@ class Remediator:
             if step.stop == _RECOVERY:
                 return self._recovery(base, event.detail)
             if step.stop or step.action is None or policy is None:
-                return self._finish(base, Outcome.SKIPPED, step.stop, policy)
+                escalate = step.stop in _ESCALATE
+                return self._finish(
+                    base, Outcome.SKIPPED, step.stop, policy, notify=escalate, escalated=escalate
+                )
             action = step.action
             if self.policies.dry_run(policy):
                 plan = action.plan()
@@ -159,12 +173,13 @@ class Remediator:
         if previous is not None and previous.outcome is Outcome.APPLIED:
             return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
         base = _base(event)
-        step = self._assess(event, base)
-        if step.stop == _RECOVERY:
-            return self._record(base, Outcome.SKIPPED, "recovered")
-        if step.stop or step.action is None or step.policy is None:
-            return self._record(base, Outcome.SKIPPED, step.stop)
         try:
+            step = self._assess(event, base)
+            if step.stop == _RECOVERY:
+                return self._record(base, Outcome.SKIPPED, "recovered")
+            if step.stop or step.action is None or step.policy is None:
+                escalate = step.stop in _ESCALATE
+                return self._record(base | {"escalated": escalate}, Outcome.SKIPPED, step.stop)
             plan = step.action.plan()
         except TargetNotFound as error:
             return self._record(base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found")
@@ -180,7 +195,9 @@ class Remediator:
             return self._record(
                 base | {"error": plan.note or None}, Outcome.SKIPPED, plan.skip_reason
             )
-        if step.policy.needs_approval():
+        if step.action.flow is not None:
+            return self._record(base, Outcome.PENDING, "flow_started")
+        if step.policy.needs_approval(type(step.action)):
             return self._record(base, Outcome.PENDING, "awaiting_approval")
         return self._record(base, Outcome.APPLIED, None)
 
@@ -202,7 +219,32 @@ class Remediator:
         base |= {"target": target.resource_key, "target_spec": target.model_dump(mode="json")}
         if not self.kill_switch.enabled():
             return _Step(policy, stop="disabled")
-        return _Step(policy, policy.action_class(target, policy.params, alarm))
+        action = policy.action_class(target, policy.params, alarm)
+        return (
+            self._diagnosed(policy, action, alarm, base)
+            if action.diagnoses
+            else _Step(policy, action)
+        )
+
+    @staticmethod
+    def _diagnosed(
+        policy: Policy, diagnoser: Action[Any, Any], alarm: AlarmDetail, base: dict[str, Any]
+    ) -> _Step:
+        """Run a diagnosing action; the action it chooses becomes the event's action, its
+        target the event's target (the lock, cooldown and circuit breaker guard that)."""
+        diagnosis = diagnoser.diagnose()
+        base["diagnosis"] = diagnosis.model_dump(mode="json")
+        if diagnosis.action is None:
+            return _Step(policy, stop="inconclusive")
+        chosen = get_action(diagnosis.action)
+        target = chosen.target_model.model_validate(diagnosis.target)
+        params = chosen.params_model.model_validate(diagnosis.params)
+        base |= {
+            "action": chosen.name,
+            "target": target.resource_key,
+            "target_spec": target.model_dump(mode="json"),
+        }
+        return _Step(policy, chosen(target, params, alarm))
 
     def _gate(self, base: dict[str, Any], policy: Policy) -> tuple[str, str | None] | None:
         """Cooldown and circuit breaker, from the audit trail: (reason, note) if blocked."""
@@ -246,10 +288,44 @@ class Remediator:
                 notify=escalate,
                 escalated=escalate,
             )
-        if policy.needs_approval():
+        if action.flow is not None:
+            return self._start_flow(base, policy, action, plan)
+        if policy.needs_approval(type(action)):
             return self._request_approval(base, policy, action, plan)
         action.apply(plan)
         return self._applied(base, policy, action)
+
+    def _start_flow(
+        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
+    ) -> AuditRecord:
+        """A change of many steps (a restore): start its state machine with the plan. The flow
+        asks for approval itself and records the outcome under this event id; until then the
+        event is `pending` (a redelivery finds it started)."""
+        from remediators.core.approval import start_execution
+
+        state_machine = self.flow_state_machines.get(str(action.flow))
+        if state_machine is None:
+            raise RuntimeError(f"this policy runs the {action.flow} flow, which is not deployed")
+        event_id = base["event_id"]
+        name = f"{action.flow}-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
+        execution = state_machine.replace(":stateMachine:", ":execution:") + ":" + name
+        # Recorded first: the flow's own records of this event come after it, never before.
+        record = self._finish(
+            base | {"approval": {"flow": action.flow, "execution": execution}},
+            Outcome.PENDING,
+            "flow_started",
+        )
+        start = {
+            "event_id": event_id,
+            "policy": policy.name,
+            "alarm": base["alarm"],
+            "alarm_reason": action.alarm.state.reason if action.alarm else "",
+            "target_spec": base["target_spec"],
+            "plan": plan.model_dump(mode="json"),
+            "requested_by": f"alarm {base['alarm']}",
+        }
+        start_execution(state_machine, name, json.dumps({"start": start}))
+        return record
 
     def _request_approval(
         self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
@@ -265,7 +341,9 @@ class Remediator:
             approval_id=approval_id_for(base["event_id"]),
             event_id=base["event_id"],
             policy=policy.name,
-            action=policy.action,
+            action=action.name,
+            # A diagnosis chose the action: its params are not the policy's.
+            params=action.params.model_dump(mode="json") if policy.action_class.diagnoses else None,
             alarm=base["alarm"],
             alarm_reason=action.alarm.state.reason if action.alarm else "",
             target=base["target"],
@@ -289,16 +367,18 @@ class Remediator:
         previous = self.audit.get(request.event_id)
         if previous is not None and previous.outcome is Outcome.APPLIED:  # a retried task
             return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
-        base = self._approval_base(request, decision.model_dump(mode="json"))
+        base = self._approval_base(request, decision.model_dump(mode="json"), previous)
         policy = self.policies.policy_named(request.policy)
         if policy is None:
             return self._finish(base, Outcome.SKIPPED, "no_policy")
         if not self.kill_switch.enabled():
             return self._finish(base, Outcome.SKIPPED, "disabled", policy, notify=True)
-        action_class = policy.action_class
-        action = action_class(
-            action_class.target_model.model_validate(request.target_spec), policy.params
-        )
+        if request.params is None:  # the policy's own action, with the policy's params
+            action_class, params = policy.action_class, policy.params
+        else:  # the action a diagnosis chose, with the params it chose
+            action_class = get_action(request.action)
+            params = action_class.params_model.model_validate(request.params)
+        action = action_class(action_class.target_model.model_validate(request.target_spec), params)
         try:
             with self.locks.hold(request.target, owner=request.event_id) as held:
                 if not held:
@@ -351,14 +431,19 @@ class Remediator:
         """The approval flow ended without an approved change (`rejected` or `timeout`):
         nothing is applied; record who or what decided, and escalate."""
         approval = decision.model_dump(mode="json") if decision else {"decision": ending}
-        base = self._approval_base(request, approval)
+        base = self._approval_base(request, approval, self.audit.get(request.event_id))
         policy = self.policies.policy_named(request.policy)
         return self._finish(
             base, Outcome.SKIPPED, _UNAPPROVED[ending], policy, notify=True, escalated=True
         )
 
     @staticmethod
-    def _approval_base(request: ApprovalRequest, approval: dict[str, Any]) -> dict[str, Any]:
+    def _approval_base(
+        request: ApprovalRequest, approval: dict[str, Any], pending: AuditRecord | None
+    ) -> dict[str, Any]:
+        """The audit fields of the final record of an approved (or unapproved) change; the
+        pending record's diagnosis, if any, carries over."""
+        diagnosis = pending.diagnosis if pending is not None else None
         return {
             "event_id": request.event_id,
             "alarm": request.alarm,
@@ -372,7 +457,7 @@ class Remediator:
             "planned": request.plan.after,
             "changes": request.plan.changes,
             "approval": {"id": request.approval_id} | approval,
-        }
+        } | ({"diagnosis": diagnosis} if diagnosis else {})
 
     def _applied(
         self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]

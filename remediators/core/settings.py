@@ -31,6 +31,8 @@ class Settings(BaseModel):
     approvals_table: str | None = None
     approval_signing_secret: str | None = None
     approval_endpoint_function: str | None = None
+    # The state machines of actions that run as flows (`Action.flow`), by flow name.
+    flow_state_machines: dict[str, str] = {}
 
     def __hash__(self) -> int:  # the handler caches its Remediator per settings
         return hash(self.model_dump_json())
@@ -53,4 +55,5 @@ class Settings(BaseModel):
             approvals_table=env.get("APPROVALS_TABLE_NAME"),
             approval_signing_secret=env.get("APPROVAL_SIGNING_SECRET"),
             approval_endpoint_function=env.get("APPROVAL_ENDPOINT_FUNCTION"),
+            flow_state_machines=json.loads(env.get("FLOW_STATE_MACHINES", "{}")),
         )

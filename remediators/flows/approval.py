@@ -27,6 +27,7 @@ from remediators.core.approval import (
 )
 from remediators.core.aws import client
 from remediators.core.notify import Notifier, render_approval_request
+from remediators.core.policy import PolicyFile
 from remediators.core.remediate import Remediator
 from remediators.core.settings import Settings
 
@@ -54,7 +55,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     task = event["task"]
     logger.append_keys(approval_id=request.approval_id, event_id=request.event_id, task=task)
     if task == "request":
-        return _request(settings, request, event["token"], event["execution"])
+        return send_approval_request(
+            settings, request, event["token"], event["execution"], _remediator(settings).policies
+        )
     if task == "apply":
         record = _remediator(settings).apply_approved(
             request, Decision.model_validate(event["decision"])
@@ -63,7 +66,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ending = event["ending"]
         decision = Decision.model_validate(event["decision"]) if ending == "rejected" else None
         if ending == "timeout":
-            _store(settings).close(request.approval_id, "expired")
+            approval_store(settings).close(request.approval_id, "expired")
         record = _remediator(settings).conclude(request, ending, decision)
     else:
         raise ValueError(f"unknown approval task {task!r}")
@@ -74,10 +77,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return record.model_dump(mode="json")
 
 
-def _request(
-    settings: Settings, request: ApprovalRequest, token: str, execution: str
+def send_approval_request(
+    settings: Settings,
+    request: ApprovalRequest,
+    token: str,
+    execution: str,
+    policies: PolicyFile,
 ) -> dict[str, Any]:
-    _store(settings).open(request, token, execution)
+    """Store the pending approval with its task token and email the signed links to the
+    policy's channel (the request task of the approval and restore flows)."""
+    approval_store(settings).open(request, token, execution)
     if settings.approval_signing_secret is None or settings.approval_endpoint_function is None:
         raise RuntimeError("the approval flow's signing secret or endpoint is not configured")
     signer = LinkSigner(signing_key(settings.approval_signing_secret))
@@ -88,7 +97,6 @@ def _request(
         signer.link(base_url, request.approval_id, "approve", expires),
         signer.link(base_url, request.approval_id, "reject", expires),
     )
-    policies = _remediator(settings).policies
     policy = policies.policy_named(request.policy)
     channel = policies.channel(policy) if policy else None
     message_id = Notifier(settings.notification_topics).send(channel, subject, body)
@@ -96,7 +104,7 @@ def _request(
     return {"approval_id": request.approval_id, "message_id": message_id}
 
 
-def _store(settings: Settings) -> ApprovalStore:
+def approval_store(settings: Settings) -> ApprovalStore:
     if settings.approvals_table is None:
         raise RuntimeError("the approval flow's table is not configured")
     return ApprovalStore(settings.approvals_table)

@@ -73,7 +73,9 @@ class ApprovalFlow(Construct):
                 "it by hand (a new deployment of the secret) when it must change",
             )
         )
-        approval_env = {
+        # What a function that requests approvals needs to know (the approval and restore
+        # flows' tasks).
+        self.environment = {
             "APPROVALS_TABLE_NAME": self.table.table_name,
             "APPROVAL_SIGNING_SECRET": self.secret_name,
         }
@@ -81,14 +83,14 @@ class ApprovalFlow(Construct):
         endpoint_logs = logs.LogGroup(
             self, "EndpointLogs", retention=logs.RetentionDays.THREE_MONTHS
         )
-        endpoint_role = function_role(self, "EndpointRole", endpoint_logs)
+        self.endpoint_role = endpoint_role = function_role(self, "EndpointRole", endpoint_logs)
         self.endpoint = remediator.sibling(
             "Endpoint",
             description="autoremediate: the approve/reject links of approval emails",
             handler=names.APPROVAL_ENDPOINT_HANDLER,
             role=endpoint_role,
             log_group=endpoint_logs,
-            environment={**approval_env, "AUDIT_TABLE_NAME": audit_table.table_name},
+            environment={**self.environment, "AUDIT_TABLE_NAME": audit_table.table_name},
             timeout_seconds=names.APPROVAL_ENDPOINT_TIMEOUT_SECONDS,
         )
         # Links must open from an email client: no IAM auth; every link is signed instead.
@@ -105,11 +107,10 @@ class ApprovalFlow(Construct):
         endpoint_role.add_to_policy(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
         )
-        endpoint_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["states:SendTaskSuccess"], resources=[self.state_machine_arn]
-            )
-        )
+        self.accept_decisions_for(self.state_machine_arn)
+
+        self.environment["APPROVAL_ENDPOINT_FUNCTION"] = self.endpoint.function_name
+        self._secret_arn = secret_arn
 
         # The tasks apply changes: they run with the remediator's role and settings.
         self.tasks = remediator.sibling(
@@ -120,31 +121,42 @@ class ApprovalFlow(Construct):
             log_group=remediator.log_group,
             environment={
                 **environment,
-                **approval_env,
+                **self.environment,
                 "REMEDIATOR_FUNCTION_ARN": remediator.function.function_arn,
-                "APPROVAL_ENDPOINT_FUNCTION": self.endpoint.function_name,
             },
         )
-        remediator.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[self.table.table_arn],
-            )
-        )
-        remediator.role.add_to_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
-        )
-        remediator.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["lambda:GetFunctionUrlConfig"], resources=[self.endpoint.function_arn]
-            )
-        )
+        self.grant_requesting(remediator.role)
         remediator.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["states:StartExecution"], resources=[self.state_machine_arn]
             )
         )
         self.state_machine = self._state_machine()
+
+    def grant_requesting(self, role: iam.IRole) -> None:
+        """What a request task needs: the approvals table, the signing key, the endpoint's URL."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"], resources=[self._secret_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["lambda:GetFunctionUrlConfig"], resources=[self.endpoint.function_arn]
+            )
+        )
+
+    def accept_decisions_for(self, state_machine_arn: str) -> None:
+        """Let the endpoint resume the executions of `state_machine_arn` that wait for it."""
+        self.endpoint_role.add_to_policy(
+            iam.PolicyStatement(actions=["states:SendTaskSuccess"], resources=[state_machine_arn])
+        )
 
     def _state_machine(self) -> sfn.StateMachine:
         request = tasks.LambdaInvoke(
@@ -191,21 +203,7 @@ class ApprovalFlow(Construct):
                 destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
         )
-        tasks_function = self.tasks.node.default_child
-        assert isinstance(tasks_function, lambda_.CfnFunction)
-        tasks_id = Stack.of(self).get_logical_id(tasks_function)
-        Validations.of(state_machine.role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-                reason="X-Ray tracing (xray:PutTraceSegments, ...) and log delivery "
-                "(logs:CreateLogDelivery, ...) accept no resource ARN",
-            ),
-            Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{tasks_id}.Arn>:*]",
-                reason="lambda:InvokeFunction on the tasks function's versions and aliases "
-                "(CDK grants the function and its qualifiers)",
-            ),
-        )
+        acknowledge_state_machine_role(state_machine, self.tasks)
         return state_machine
 
     def _task(
@@ -222,3 +220,24 @@ class ApprovalFlow(Construct):
             output_path="$.Payload",
             task_timeout=sfn.Timeout.duration(_TASK_TIMEOUT),
         )
+
+
+def acknowledge_state_machine_role(
+    state_machine: sfn.StateMachine, tasks: lambda_.Function
+) -> None:
+    """The wildcards CDK gives a traced, logging state machine that invokes `tasks`."""
+    tasks_function = tasks.node.default_child
+    assert isinstance(tasks_function, lambda_.CfnFunction)
+    tasks_id = Stack.of(state_machine).get_logical_id(tasks_function)
+    Validations.of(state_machine.role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray tracing (xray:PutTraceSegments, ...) and log delivery "
+            "(logs:CreateLogDelivery, ...) accept no resource ARN",
+        ),
+        Acknowledgment(
+            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{tasks_id}.Arn>:*]",
+            reason="lambda:InvokeFunction on the tasks function's versions and aliases "
+            "(CDK grants the function and its qualifiers)",
+        ),
+    )

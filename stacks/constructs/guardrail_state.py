@@ -42,11 +42,7 @@ class GuardrailState(Construct):
     def grant_to(self, grantee: iam.IGrantable) -> None:
         """Read the kill switch, take and release locks, keep idempotency records."""
         principal = grantee.grant_principal
-        principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ssm:GetParameter"], resources=[self.kill_switch.parameter_arn]
-            )
-        )
+        self.grant_kill_switch_read(grantee)
         principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
@@ -62,5 +58,13 @@ class GuardrailState(Construct):
                     "dynamodb:DeleteItem",
                 ],
                 resources=[self.idempotency.table_arn],
+            )
+        )
+
+    def grant_kill_switch_read(self, grantee: iam.IGrantable) -> None:
+        """Read the kill switch (a flow checks it before each change)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"], resources=[self.kill_switch.parameter_arn]
             )
         )

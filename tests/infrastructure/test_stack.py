@@ -77,8 +77,11 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
                 {"prefix": "orders-ddb-throttle"},
                 "sessions-throttling-dynamodb-throttling",
                 "api-handler-timeouts",
+                "api-handler-throttles",
                 "checkout-live-errors",
                 "shop-abusers-api-5xx",
+                "shop-api-errors",
+                "orders-integrity-errors",
             ],
             "state": {"value": ["ALARM", "OK"]},
         },
@@ -149,8 +152,11 @@ def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: P
         "orders-throttling",
         "sessions-throttling",
         "api-timeouts",
+        "api-throttles",
         "checkout-rollback",
         "shop-abusers",
+        "shop-errors",
+        "orders-restore",
     ]
 
 
@@ -184,7 +190,8 @@ def test_notifications_go_to_the_channel_topic_with_its_email_subscription(
 def _statements(template_json: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         statement
-        for policy in _of_type(template_json, "AWS::IAM::Policy").values()
+        for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+        for policy in _of_type(template_json, kind).values()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
 
@@ -238,15 +245,18 @@ def test_mutating_actions_on_whole_collections_are_narrowed_by_a_condition(
 
 
 def test_register_scalable_target_is_limited_to_dynamodb(template_json: dict[str, Any]) -> None:
-    [statement] = [
+    statements = [
         s
         for s in _statements(template_json)
         if "application-autoscaling:RegisterScalableTarget" in _as_list(s["Action"])
     ]
 
-    assert statement["Condition"] == {
-        "StringEquals": {"application-autoscaling:service-namespace": "dynamodb"}
-    }
+    # The remediator's (scale_capacity) and the restore flow's (re-applied autoscaling).
+    assert len(statements) == 2
+    for statement in statements:
+        assert statement["Condition"] == {
+            "StringEquals": {"application-autoscaling:service-namespace": "dynamodb"}
+        }
 
 
 def test_the_function_may_never_change_its_own_tables_or_itself(
@@ -262,8 +272,8 @@ def test_the_function_may_never_change_its_own_tables_or_itself(
     own_tables = ["ApprovalAp", "AuditTable", "ExpiryBloc", "Guardrails", "Guardrails"]
     assert by_action["dynamodb:UpdateTable"] == own_tables
     assert by_action["dynamodb:DeleteTable"] == own_tables
-    # The remediator, the approval tasks (same role) and the approval endpoint.
-    assert by_action["lambda:UpdateFunctionConfiguration"] == ["Remediator"] * 3
+    # The remediator, the approval tasks (same role), the approval endpoint, the restore tasks.
+    assert by_action["lambda:UpdateFunctionConfiguration"] == ["Remediator"] * 4
 
 
 def test_update_function_configuration_is_granted_on_the_named_function_only(
@@ -440,11 +450,14 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
         "Fn::GetAtt"
     ][0].startswith("RemediatorFunction")
     assert sorted(r["Fn::Join"][1][-1] for r in describe["Resource"]) == [
+        ":alarm:api-handler-throttles",
         ":alarm:api-handler-timeouts",
         ":alarm:checkout-live-errors",
         ":alarm:orders-ddb-throttle*",
+        ":alarm:orders-integrity-errors",
         ":alarm:sessions-throttling-dynamodb-throttling",
         ":alarm:shop-abusers-api-5xx",
+        ":alarm:shop-api-errors",
     ]
     template.has_resource_properties(
         "AWS::IAM::Role",

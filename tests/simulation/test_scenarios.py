@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from remediators.cli.local_aws import local_aws
 from remediators.cli.main import main
 from remediators.cli.runner import Report, Simulator
 from remediators.cli.scenario import built_in_scenarios, load_scenario
 
 BUILT_IN = built_in_scenarios()
-
-
-@pytest.fixture(scope="module")
-def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with local_aws() as aws:
-        yield Simulator(aws, cache_root=tmp_path_factory.mktemp("synth"))
 
 
 def _run(simulator: Simulator, name: str) -> Report:
@@ -49,6 +41,11 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "approval-rejected",
         "approval-timeout",
         "ip-block-approved",
+        "restore-approved",
+        "restore-rejected",
+        "restore-cutover-timeout",
+        "restore-failed-compensated",
+        "restore-from-alarm",
     } <= set(BUILT_IN)
 
 
@@ -318,7 +315,7 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
     from tests.conftest import ROOT
 
     assert main(["validate", str(ROOT / "remediation.yaml")]) == 0
-    assert "valid, 5 policies" in capsys.readouterr().out
+    assert "valid, 8 policies" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies: []\n")
     assert main(["validate", str(bad)]) == 2

@@ -77,7 +77,9 @@ def test_an_unknown_action_lists_the_valid_ones_and_nothing_else() -> None:
     message = _error({"policies": [_policy(action="dynamodb.scale")]})
 
     assert "field action: unknown action 'dynamodb.scale'" in message
-    assert "valid actions: dynamodb.scale_capacity" in message
+    assert "valid actions: api.diagnose, dynamodb.restore_from_backup, dynamodb.scale_capacity" in (
+        message
+    )
     assert "target" not in message
     assert "params" not in message
 

@@ -34,7 +34,10 @@ def test_each_action_declares_its_models_and_summary(name: str) -> None:
     assert issubclass(action.target_model, Target)
     assert action.summary
     assert isinstance(action.risky, bool)
-    action.params_model()  # every param has a default or the policy must give it
+    # Every param has a default, or says (in its description) why the policy must give it.
+    required = action.params_model.model_json_schema().get("required", [])
+    fields = action.params_model.model_fields
+    assert [field for field in required if not fields[field].description] == []
 
 
 @pytest.mark.parametrize("name", sorted(ACTIONS))
