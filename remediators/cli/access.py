@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-__all__ = ["AccessChecker", "Call", "call_of"]
+__all__ = ["AccessChecker", "Call", "Grant", "call_of"]
 
 # IAM prefixes that differ from the API's signing name.
 _IAM_PREFIX = {"monitoring": "cloudwatch"}
@@ -29,6 +29,17 @@ class Call:
     context: tuple[tuple[str, str], ...] = ()
     # Calls that touch two resources (a restore: the backup and the new table) need both.
     also: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.resource}"
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One action on one resource pattern that an Allow statement of a role grants."""
+
+    action: str
+    resource: str
 
     def __str__(self) -> str:
         return f"{self.action} on {self.resource}"
@@ -125,17 +136,37 @@ class AccessChecker:
                 PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"]
             )
             self.statements += _statements(version["PolicyVersion"]["Document"])
+        # Everything the role allows, and what of it the calls checked so far used.
+        self.grants = {
+            Grant(action, resource)
+            for statement in self.statements
+            if statement["Effect"] == "Allow"
+            for action in _listed(statement.get("Action", []))
+            for resource in _listed(statement.get("Resource", []))
+        }
+        self.used: set[Grant] = set()
 
     def allowed(self, call: Call) -> bool:
         """Whether the role allows the call, on each resource it touches: no Deny matches and
-        some Allow does."""
+        some Allow does. The grants that allowed it count as used."""
+        allowing: set[Grant] = set()
         for resource in (call.resource, *call.also):
             one = Call(call.action, resource, call.context)
             matching = [s for s in self.statements if _matches(s, one)]
             if any(s["Effect"] == "Deny" for s in matching):
                 return False
-            if not any(s["Effect"] == "Allow" for s in matching):
+            allows = [s for s in matching if s["Effect"] == "Allow"]
+            if not allows:
                 return False
+            allowing |= {
+                Grant(action, pattern)
+                for statement in allows
+                for action in _listed(statement["Action"])
+                if fnmatch.fnmatchcase(call.action.lower(), action.lower())
+                for pattern in _listed(statement["Resource"])
+                if fnmatch.fnmatchcase(resource, pattern)
+            }
+        self.used |= allowing
         return True
 
 

@@ -38,6 +38,7 @@ from botocore.response import StreamingBody
 import remediators
 from remediators.cli.access import AccessChecker, call_of
 from remediators.cli.deploy import AsyncInvokeSettings
+from remediators.core.approval import signing_key
 from remediators.core.aws import reset_clients
 
 __all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime", "function_url_event"]
@@ -200,6 +201,10 @@ class LambdaRuntime:
         if not allowed:
             invocation.denied.append(str(call))
 
+    def access_by_function(self) -> dict[str, AccessChecker]:
+        """The role of each function invoked so far, by name: what it grants, what was used."""
+        return {function.name: function.access for function in self._functions.values()}
+
     def _function(self, function_arn: str) -> _Function:
         if function_arn not in self._functions:
             self._functions[function_arn] = self._load(function_arn)
@@ -252,6 +257,9 @@ class LambdaRuntime:
                 # (clients, table names from the environment) runs again, as on a cold start.
                 module = importlib.reload(module)
                 _LOADED_FOR[module_name] = function.arn
+                # Caches of the shared code that a real cold start would not have either (so
+                # each function's own role is checked for what it reads).
+                signing_key.cache_clear()
             return getattr(module, handler_name)(json.loads(json.dumps(event)), context)
 
 

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--verbose", "-v", action="store_true", help="show notification texts and function logs"
     )
+    simulate.add_argument(
+        "--unused-permissions",
+        action="store_true",
+        help="then list, per role of the deployed functions, what it grants that no call of "
+        "the scenarios used",
+    )
     simulate.set_defaults(run=_simulate)
 
     history = commands.add_parser(
@@ -266,7 +272,7 @@ def _simulate(args: argparse.Namespace) -> int:
     import remediators.actions  # noqa: F401  (registers the actions)
     from remediators.cli.local_aws import local_aws
     from remediators.cli.report import render_json, render_text
-    from remediators.cli.runner import Simulator
+    from remediators.cli.runner import Simulator, unused_permissions
 
     reports = []
     with local_aws() as aws:
@@ -281,6 +287,11 @@ def _simulate(args: argparse.Namespace) -> int:
     elif len(reports) > 1:
         passed = sum(report.passed for report in reports)
         print(f"{passed}/{len(reports)} scenarios passed")
+    if args.unused_permissions and not args.json:
+        print("\nGranted, and used by no call of these scenarios:")
+        for role, grants in unused_permissions(reports).items():
+            print(f"  {role}")
+            print("\n".join(f"    {grant}" for grant in grants))
     return EXIT_OK if all(report.passed for report in reports) else EXIT_EXPECTATIONS_FAILED
 
 

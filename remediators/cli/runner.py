@@ -23,6 +23,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from remediators.cli import resources
+from remediators.cli.access import AccessChecker, Grant
 from remediators.cli.alarm_events import read_event_file, set_alarm_state
 from remediators.cli.deploy import (
     DeployedStack,
@@ -73,7 +74,7 @@ from remediators.core.policy import format_duration, load_policy_file, parse_pol
 from remediators.core.revert import RevertRefused
 from remediators.core.verify import SCHEDULE_GROUP
 
-__all__ = ["Check", "Entry", "EventResult", "Report", "Simulator"]
+__all__ = ["Check", "Entry", "EventResult", "Report", "Simulator", "unused_permissions"]
 
 _INLINE_POLICY = "inline-policy.json"
 # How long the simulator waits for an approval flow's next step (moto's interpreter).
@@ -155,6 +156,8 @@ class Report:
     resources_after: dict[str, Any] = field(default_factory=dict)
     expectations: list[Check] = field(default_factory=list)
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # Per deployed function (logical id): each grant of its role, and whether a call used it.
+    permissions: dict[str, dict[str, bool]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -191,6 +194,7 @@ class Simulator:
                 )
                 try:
                     _Playback(scenario, stack, runtime, report, self.aws).run()
+                    report.permissions = _permission_use(stack, runtime)
                 finally:
                     runtime.close()
             finally:
@@ -816,6 +820,63 @@ def _check(scenario: Scenario, report: Report) -> list[Check]:
             actual = function.get("environment", {}).get(setting.variable)
         checks.append(Check(setting.label, value, actual, actual == value))
     return checks
+
+
+def _permission_use(stack: DeployedStack, runtime: LambdaRuntime) -> dict[str, dict[str, bool]]:
+    """Per role of the deployed functions (by logical id; functions may share one): each grant,
+    its resources named by logical id so that deployments compare, and whether a call of the
+    scenario used it. Grants the Lambda service uses with the role are left out."""
+    checked = runtime.access_by_function()
+    logical_ids = {physical: logical for logical, physical in stack.resources.items()}
+    lambda_client = boto3.client("lambda")
+    grants: dict[str, set[Grant]] = {}
+    used: dict[str, set[Grant]] = {}
+    for logical, resource in stack.template["Resources"].items():
+        name = stack.resources.get(logical)
+        if resource["Type"] != "AWS::Lambda::Function" or not name:
+            continue
+        role_arn = lambda_client.get_function_configuration(FunctionName=name)["Role"]
+        # A function not invoked in this scenario used nothing of its role.
+        access = checked.get(name) or AccessChecker(role_arn)
+        role = logical_ids.get(role_arn.rsplit("/", 1)[-1], role_arn)
+        grants.setdefault(role, set()).update(access.grants)
+        used.setdefault(role, set()).update(access.used)
+    return {
+        role: {
+            _by_logical_id(str(grant), stack.resources): grant in used[role]
+            for grant in sorted(role_grants)
+            if grant.action not in _USED_BY_LAMBDA
+        }
+        for role, role_grants in grants.items()
+    }
+
+
+# The Lambda service, not the function's code, uses these with the role: its log group, and
+# its dead-letter queue for asynchronous invocations that keep failing.
+_USED_BY_LAMBDA = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"})
+
+
+def _by_logical_id(text: str, physical: dict[str, str]) -> str:
+    """`text` with each deployed resource's physical id replaced by `<LogicalId>`."""
+    for logical, name in sorted(physical.items(), key=lambda item: -len(item[1])):
+        if len(name) >= 8:  # short ids would match by accident
+            text = text.replace(name, f"<{logical}>")
+    return text
+
+
+def unused_permissions(reports: list[Report]) -> dict[str, list[str]]:
+    """Per role, what it grants that no call of any of the scenarios used."""
+    granted: dict[str, set[str]] = {}
+    used: dict[str, set[str]] = {}
+    for report in reports:
+        for function, grants in report.permissions.items():
+            granted.setdefault(function, set()).update(grants)
+            used.setdefault(function, set()).update(g for g, was_used in grants.items() if was_used)
+    return {
+        function: sorted(granted[function] - used[function])
+        for function in sorted(granted)
+        if granted[function] - used[function]
+    }
 
 
 def _display(policy_path: Path, source: str) -> str:

@@ -42,7 +42,7 @@ from remediators.core.notify import Notifier
 from remediators.core.policy import Policy, PolicyFile, load_policy_file
 from remediators.core.registry import Plan
 from remediators.core.settings import Settings
-from remediators.flows.approval import send_approval_request
+from remediators.flows.approval import approval_store, send_approval_request
 
 __all__ = ["lambda_handler", "restore_policy"]
 
@@ -144,6 +144,9 @@ def _conclude(
     outcome, reason, escalated = _ENDINGS[ending]
     # The decision that ended the flow (the cutover's, when done); none on a timeout.
     decision = None if ending.endswith("timeout") else state.get("decision")
+    if decision is None:  # nobody decided: the approval is closed, not left pending
+        stage = ending.split(":", 1)[0]
+        approval_store(settings).close(approval_id_for(f"{job.event_id}:{stage}"), "expired")
     record = _record(
         settings,
         policies,

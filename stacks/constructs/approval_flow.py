@@ -134,10 +134,11 @@ class ApprovalFlow(Construct):
         self.state_machine = self._state_machine()
 
     def grant_requesting(self, role: iam.IRole) -> None:
-        """What a request task needs: the approvals table, the signing key, the endpoint's URL."""
+        """What a request task needs: the approvals table (open, and close when nobody decided),
+        the signing key, the endpoint's URL."""
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
                 resources=[self.table.table_arn],
             )
         )

@@ -27,6 +27,12 @@ class AuditTable(Construct):
                 sort_key=dynamodb.Attribute(name="recorded_at", type=dynamodb.AttributeType.STRING),
             )
 
+    def grant_record(self, grantee: iam.IGrantable) -> None:
+        """Write records only (a flow records its outcome; it never reads the trail)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.table.table_arn])
+        )
+
     def grant_record_and_query(self, grantee: iam.IGrantable) -> None:
         """Write, read and update records (recovery), and query the two indexes."""
         grantee.grant_principal.add_to_principal_policy(

@@ -85,7 +85,7 @@ class RestoreFlow(Construct):
         for statement in action_statements(permissions):
             role.add_to_policy(statement)
         acknowledge_wildcards(role, permissions)
-        audit.grant_record_and_query(role)
+        audit.grant_record(role)
         guardrails.grant_kill_switch_read(role)
         for topic in topics:
             topic.grant_publish(role)

@@ -161,3 +161,21 @@ def test_the_emails_say_what_will_change_and_the_source_is_kept(simulator: Simul
     # The source table is still there, with every item.
     count = boto3.client("dynamodb").scan(TableName="orders", Select="COUNT")["Count"]
     assert count == 40
+
+
+def test_a_cutover_nobody_decided_is_closed_not_left_pending(simulator: Simulator) -> None:
+    from remediators.cli.operator import list_approvals
+
+    report = simulator.run(
+        load_scenario(BUILT_IN["restore-cutover-timeout"]), "restore-cutover-timeout"
+    )
+
+    assert report.passed
+    statuses = sorted(a["status"] for a in list_approvals(report.stack, everything=True))
+    assert statuses == ["approved", "expired"]
+    assert list_approvals(report.stack) == []
+    [email] = report.events[-1].notifications
+    assert (
+        email["subject"] == "[autoremediate] ESCALATION: cutover_timeout on dynamodb:table/ledger"
+    )
+    assert "The restored copy is kept" in email["message"]

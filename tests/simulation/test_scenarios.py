@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from remediators.cli.main import main
-from remediators.cli.runner import Report, Simulator
+from remediators.cli.runner import Report, Simulator, unused_permissions
 from remediators.cli.scenario import built_in_scenarios, load_scenario
 
 BUILT_IN = built_in_scenarios()
@@ -340,3 +340,25 @@ def test_a_call_the_deployed_role_does_not_allow_fails_the_scenario(
     assert not check.passed
     [denied] = check.actual
     assert denied.startswith("sns:Publish on arn:aws:sns:us-east-1:123456789012:")
+
+
+def test_permissions_no_call_used_are_reported_per_role(simulator: Simulator) -> None:
+    report = _run(simulator, "throttled-table")
+
+    unused = unused_permissions([report])
+    # Per role: the remediator's (which the approval tasks share) and the endpoint's.
+    [remediator] = [role for role in report.permissions if role.startswith("RemediatorRole")]
+    [endpoint] = [role for role in report.permissions if role.startswith("ApprovalEndpointRole")]
+    grants = report.permissions[remediator]
+    used = sorted(grant for grant, was_used in grants.items() if was_used)
+    # The scale-up used its grants (named by logical id, so deployments compare) ...
+    assert any(g.startswith("dynamodb:UpdateTable on arn:aws:dynamodb:") for g in used)
+    assert any(g.startswith("dynamodb:PutItem on ") and "<AuditTable" in g for g in used)
+    assert not set(used) & set(unused[remediator])
+    # ... and nothing of the rollback's or the approval endpoint's (never invoked here).
+    assert any(g.startswith("lambda:UpdateAlias on ") for g in unused[remediator])
+    assert unused[endpoint] == sorted(report.permissions[endpoint])
+    # A second scenario that uses the rollback's grants takes them off the list.
+    rollback = _run(simulator, "bad-deploy-rolled-back")
+    together = unused_permissions([report, rollback])
+    assert not any(g.startswith("lambda:UpdateAlias on ") for g in together[remediator])
