@@ -29,6 +29,14 @@ def test_actions_may_change_the_resources_the_policy_names(role: AccessChecker) 
     assert _allowed(role, "dynamodb", "UpdateTable", TableName="orders")
     assert _allowed(role, "lambda", "UpdateFunctionConfiguration", FunctionName="api-handler")
     assert _allowed(role, "lambda", "UpdateAlias", FunctionName="checkout", Name="live")
+    # lambda.raise_concurrency on api-handler; api.diagnose's choices on its named functions.
+    assert _allowed(role, "lambda", "PutFunctionConcurrency", FunctionName="api-handler")
+    assert _allowed(role, "lambda", "GetAccountSettings")
+    assert _allowed(role, "lambda", "PutFunctionConcurrency", FunctionName="checkout")
+    assert _allowed(role, "lambda", "GetAlias", FunctionName="checkout", Name="live")
+    assert _allowed(role, "monitoring", "GetMetricData")
+    # dynamodb.restore_from_backup plans in the remediator: it only reads.
+    assert _allowed(role, "dynamodb", "DescribeContinuousBackups", TableName="orders")
 
 
 def test_and_nothing_else(role: AccessChecker) -> None:
@@ -37,6 +45,48 @@ def test_and_nothing_else(role: AccessChecker) -> None:
     assert not _allowed(role, "lambda", "UpdateFunctionConfiguration", FunctionName="billing")
     assert not _allowed(role, "lambda", "UpdateAlias", FunctionName="checkout", Name="beta")
     assert not _allowed(role, "sns", "Publish", TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:x")
+    assert not _allowed(role, "lambda", "PutFunctionConcurrency", FunctionName="billing")
+    assert not _allowed(role, "lambda", "DeleteFunctionConcurrency", FunctionName="billing")
+    # The restore itself is the restore tasks' role's, not the remediator's.
+    assert not _allowed(
+        role,
+        "dynamodb",
+        "RestoreTableToPointInTime",
+        SourceTableName="orders",
+        TargetTableName="orders-restored-1",
+    )
+    assert not _allowed(role, "ssm", "PutParameter", Name="/shop/orders/table-name")
+
+
+def test_the_restore_tasks_may_restore_and_delete_only_copies(deployed: Any) -> None:
+    [tasks] = [
+        f
+        for f in boto3.client("lambda").list_functions()["Functions"]
+        if "RestoreTasks" in f["FunctionName"]
+    ]
+    role = AccessChecker(tasks["Role"])
+    copy = "orders-restored-20261126-180000"
+
+    assert _allowed(
+        role,
+        "dynamodb",
+        "RestoreTableToPointInTime",
+        SourceTableName="orders",
+        TargetTableName=copy,
+    )
+    assert _allowed(role, "dynamodb", "DeleteTable", TableName=copy)
+    assert _allowed(role, "ssm", "PutParameter", Name="/shop/orders/table-name")
+    assert not _allowed(role, "dynamodb", "DeleteTable", TableName="orders")
+    assert not _allowed(role, "dynamodb", "UpdateTable", TableName="orders")
+    assert not _allowed(
+        role,
+        "dynamodb",
+        "RestoreTableToPointInTime",
+        SourceTableName="orders",
+        TargetTableName="payments",
+    )
+    assert not _allowed(role, "ssm", "PutParameter", Name="/shop/payments/table-name")
+    assert not _allowed(role, "dynamodb", "DeleteTable", TableName="payments-restored-1")
 
 
 def test_scalable_targets_only_of_dynamodb(role: AccessChecker) -> None:

@@ -561,3 +561,47 @@ def test_a_preset_policy_gets_its_alarm_named_as_its_rule_expects(
         for m in alarm["Metrics"]
         if "MetricStat" in m
     )
+
+
+def test_the_lambda_presets_alarm_on_duration_near_the_timeout_and_on_the_error_rate(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    from remediators.cli.deploy import synthesize
+    from remediators.cli.scenario import BUILT_IN_DIR
+
+    scenario = yaml.safe_load((BUILT_IN_DIR / "lambda-preset-alarms.yaml").read_text())
+    policy = tmp_path / "presets.yaml"
+    policy.write_text(
+        yaml.safe_dump({k: scenario[k] for k in ("defaults", "notifications", "policies")})
+    )
+    template = json.loads(
+        (synthesize(policy, tmp_path / "synth") / "Autoremediate.template.json").read_text()
+    )
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in _of_type(template, "AWS::CloudWatch::Alarm").values()
+    }
+
+    timeouts = alarms["billing-timeouts-lambda-timeouts"]
+    assert (timeouts["MetricName"], timeouts["Namespace"]) == ("Duration", "AWS/Lambda")
+    assert (timeouts["Statistic"], timeouts["Threshold"], timeouts["Period"]) == (
+        "Maximum",
+        2400,
+        60,
+    )
+    assert timeouts["Dimensions"] == [{"Name": "FunctionName", "Value": "billing"}]
+    errors = alarms["search-errors-error-rate"]
+    [rate] = [m for m in errors["Metrics"] if "Expression" in m]
+    assert rate["Expression"] == "100 * errors / invocations"
+    assert (errors["Threshold"], errors["ComparisonOperator"]) == (
+        5,
+        "GreaterThanOrEqualToThreshold",
+    )
+    sums = {
+        m["Id"]: (m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Stat"])
+        for m in errors["Metrics"]
+        if "MetricStat" in m
+    }
+    assert sums == {"errors": ("Errors", "Sum"), "invocations": ("Invocations", "Sum")}

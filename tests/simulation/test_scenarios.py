@@ -46,6 +46,7 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "restore-cutover-timeout",
         "restore-failed-compensated",
         "restore-from-alarm",
+        "lambda-preset-alarms",
     } <= set(BUILT_IN)
 
 
