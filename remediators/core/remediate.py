@@ -78,6 +78,20 @@ class _Step:
     stop: str | None = None
 
 
+def _landed(previous: AuditRecord | None, action: Action[Any, Any]) -> bool:
+    """Whether the failed attempt recorded in `previous` made its planned change after all
+    (the resource now reads as planned, not as before). Only for actions whose state says
+    it: an action that compares nothing (a WAF set other writers change) never counts."""
+    if previous is None or previous.outcome is not Outcome.FAILED:
+        return False
+    if previous.planned is None or previous.before is None:
+        return False
+    planned = action.comparable(previous.planned)
+    if not planned or planned == action.comparable(previous.before):
+        return False
+    return action.comparable(action.read()) == planned
+
+
 class Remediator:
     """Turns alarm events into at most one action each, and always into one audit record."""
 
@@ -151,7 +165,7 @@ class Remediator:
             with self.locks.hold(base["target"], owner=event.id) as held:
                 if not held:
                     return self._finish(base, Outcome.SKIPPED, "locked", policy)
-                return self._act(base, policy, action)
+                return self._act(base, policy, action, previous)
         except TargetNotFound as error:
             return self._finish(
                 base | {"error": str(error)}, Outcome.SKIPPED, "target_not_found", policy
@@ -262,7 +276,13 @@ class Remediator:
             )
         return None
 
-    def _act(self, base: dict[str, Any], policy: Policy, action: Action[Any, Any]) -> AuditRecord:
+    def _act(
+        self,
+        base: dict[str, Any],
+        policy: Policy,
+        action: Action[Any, Any],
+        previous: AuditRecord | None = None,
+    ) -> AuditRecord:
         """Cooldown, circuit breaker, plan (caps), apply: under the resource's lock."""
         blocked = self._gate(base, policy)
         if blocked:
@@ -276,6 +296,18 @@ class Remediator:
                 notify=escalate,
                 escalated=escalate,
             )
+        if _landed(previous, action):
+            # A retry of an event whose change went through although its answer was lost:
+            # record the change it made, and do not make another on top of it.
+            assert previous is not None
+            base |= {
+                "before": previous.before,
+                "planned": previous.planned,
+                "changes": previous.changes,
+                "error": f"an earlier attempt failed ({previous.error}), but its change went "
+                "through: not made again",
+            }
+            return self._applied(base, policy, action)
         plan = action.plan()
         base |= {"before": plan.before, "planned": plan.after, "changes": plan.changes}
         if plan.skip_reason:

@@ -1048,3 +1048,45 @@ def test_a_change_whose_answer_is_lost_is_made_once(
     [record] = stack.records(path.target)
     assert (record.outcome, record.error) == (Outcome.APPLIED, None)
     assert stack.notifications() == [f"[autoremediate] Remediated {path.target}"]
+
+
+# Paths whose resource says whether a change was made (an IP set does not: others write it),
+# with one call for the change (the autoscaled table's bounds are several).
+_LANDED_DETECTABLE = {
+    "dynamodb.scale_capacity",
+    "lambda.raise_timeout",
+    "lambda.raise_concurrency",
+    "lambda.rollback_alias",
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [case for case in _changes() if case.values[0].id in _LANDED_DETECTABLE],
+)
+def test_a_change_that_landed_although_every_attempt_failed_is_not_made_again(
+    stack: Stack, fresh: Callable[[HappyPath], dict[str, Any]], path: HappyPath, operation: str
+) -> None:
+    # Given the change's first attempt goes through, but no attempt's answer comes back, so
+    # the event fails and is recorded `failed`
+    fresh(path)
+    lost = fault_for("read-timeout", operation)
+    assert lost is not None
+    stack.calls.inject(f"{operation}#1", *[lost] * MAX_ATTEMPTS)
+
+    # When Lambda retries the event
+    invocation = stack.deliver_async(stack.event(path))
+
+    # Then the retry finds the change made and records it, instead of making another
+    assert (invocation.attempts, invocation.error) == (2, None)
+    assert invocation.result["outcome"] == "applied"
+    assert path.read() == path.planned
+    [record] = stack.records(path.target)
+    assert record.outcome is Outcome.APPLIED
+    assert record.error is not None
+    assert "its change went through: not made again" in record.error
+    assert path.applied_part(record.after) == path.applied_part(record.planned or {})
+    assert stack.notifications() == [
+        f"[autoremediate] ESCALATION: failed on {path.target}",
+        f"[autoremediate] Remediated {path.target}",
+    ]
