@@ -31,6 +31,9 @@ _WHY_ESCALATED = {
     "disabled": "Nothing was changed: the kill switch was off when the approved change was due.",
     "inconclusive": "Nothing was changed: the diagnosis found no cause it may fix by itself "
     "(the figures it read are below). A person should look.",
+    "no_reservation": "Nothing was changed: the throttled function has no reserved "
+    "concurrency, so it shares the account's unreserved pool and its throttles are the "
+    "account's. Ask for a higher concurrency quota, or reserve concurrency for it by hand.",
     "no_backup": "Nothing was changed: there is nothing to restore from (no available backup, "
     "or no point-in-time recovery). A person should look.",
     "restore_failed": "The restore failed and was stopped: its half-restored copy was deleted "

@@ -51,7 +51,9 @@ CIRCUIT_WINDOW = timedelta(days=1)
 # How far back a recovering alarm looks for the action to credit.
 RECOVERY_LOOKBACK = timedelta(days=7)
 # Reasons that need a person: notified as escalations.
-_ESCALATE = frozenset({"at_cap", "circuit_open", "changed_since_approval", "inconclusive"})
+_ESCALATE = frozenset(
+    {"at_cap", "circuit_open", "changed_since_approval", "inconclusive", "no_reservation"}
+)
 # How an approval flow ends without an approved change, and the reason recorded for it.
 _UNAPPROVED = {"rejected": "rejected", "timeout": "approval_timeout"}
 

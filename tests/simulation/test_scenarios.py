@@ -47,6 +47,8 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "restore-failed-compensated",
         "restore-from-alarm",
         "lambda-preset-alarms",
+        "api-errors-diagnosed",
+        "throttled-function",
     } <= set(BUILT_IN)
 
 
@@ -363,3 +365,20 @@ def test_permissions_no_call_used_are_reported_per_role(simulator: Simulator) ->
     rollback = _run(simulator, "bad-deploy-rolled-back")
     together = unused_permissions([report, rollback])
     assert not any(g.startswith("lambda:UpdateAlias on ") for g in together[remediator])
+
+
+def test_a_throttled_function_without_a_reservation_is_escalated_not_reserved(
+    simulator: Simulator,
+) -> None:
+    report = _run(simulator, "throttled-function")
+
+    assert report.passed
+    search = report.events[-1]
+    assert [n["subject"] for n in search.notifications] == [
+        "[autoremediate] ESCALATION: no_reservation on lambda:function/search-api"
+    ]
+    assert "reserved" not in report.resources_after["lambda_functions"]["search-api"]
+    raised = report.events[2]
+    assert raised.changes[0] == (
+        "reserved concurrency 150 -> 200 (not 225: the account keeps min_unreserved 700)"
+    )
