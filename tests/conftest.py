@@ -89,6 +89,26 @@ def function_env(deployed: Any, monkeypatch: pytest.MonkeyPatch, assembly: Path)
 
 
 @pytest.fixture
+def inbox(function_env: dict[str, str]) -> Any:
+    """An SQS queue subscribed to the ops topic; returns a function reading its messages."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = json.loads(function_env["NOTIFICATION_TOPICS"])["ops"]
+    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    def read() -> list[dict[str, str]]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return read
+
+
+@pytest.fixture
 def handler(function_env: dict[str, str]) -> Any:
     """The remediator's lambda_handler in a fresh execution environment for this deployment
     (its module-level set-up reads the deployed table names, as in Lambda)."""

@@ -23,17 +23,25 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from remediators.actions.dynamodb_scale_capacity import TableTarget
+from remediators.actions.lambda_raise_timeout import settled_configuration
 from remediators.core import clock
 from remediators.core.aws import client
 from remediators.core.errors import ActionError
 from remediators.core.events import AlarmDetail
 from remediators.core.registry import Action, Params, Permission, Plan, register
 
-__all__ = ["CutoverSetting", "RestoreFromBackup", "RestoreJob", "RestoreParams", "restored_name"]
+__all__ = [
+    "KILL_SWITCH_OFF",
+    "CutoverSetting",
+    "KillSwitchOff",
+    "RestoreFromBackup",
+    "RestoreJob",
+    "RestoreParams",
+    "restored_name",
+]
 
 _RESTORED_SUFFIX = "-restored-"
 _TABLE_ARN = "arn:{partition}:dynamodb:{region}:{account}:table/"
-_SETTLE_POLLS, _SETTLE_POLL_SECONDS = 30, 2.0
 
 
 class CutoverSetting(BaseModel):
@@ -75,9 +83,12 @@ class RestoreParams(Params):
         "the application reads the copy, and only the policy knows where that setting is"
     )
     poll_seconds: int = Field(default=30, ge=1, le=3600)
-    # Large tables take hours to restore: 240 polls of 30 s wait two hours.
-    max_polls: int = Field(default=240, ge=1, le=10_000)
+    # Large tables take hours to restore: 240 polls of 30 s wait two hours. A Standard
+    # workflow's history holds 25,000 events, about 9 per poll.
+    max_polls: int = Field(default=240, ge=1, le=2_500)
     sample_keys: int = Field(default=20, ge=0, le=100)
+    # A Scan of the copy counts its items; a huge copy is counted this far (Lambda's time).
+    count_up_to: int = Field(default=200_000, ge=1, le=5_000_000)
 
 
 class RestoreSource(BaseModel):
@@ -110,6 +121,7 @@ class RestoreJob(BaseModel):
     restored_table: str
     source: RestoreSource
     requested_by: str
+    requested_at: datetime
     alarm: str = ""
     alarm_reason: str = ""
     # The source's settings a restore does not copy, read before restoring.
@@ -209,6 +221,7 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                     "dynamodb:Query",
                     "dynamodb:Scan",
                     "dynamodb:DescribeTable",
+                    "dynamodb:UpdateTable",
                     "dynamodb:UpdateContinuousBackups",
                     "dynamodb:UpdateTimeToLive",
                     "dynamodb:TagResource",
@@ -272,8 +285,8 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
     # --- plan (the remediator, or the flow's first step) ---------------------------------
 
     def read(self) -> dict[str, Any]:
-        """The source table (it may be gone: that is when a restore is needed most) and the
-        application's setting."""
+        """The source table (it may be gone: that is when a restore is needed most). The
+        application's setting is the flow's to read (`read_setting`), not the planner's."""
         try:
             table = client("dynamodb").describe_table(TableName=self.target.table)["Table"]
             state: dict[str, Any] = {"table": self.target.table, "status": table["TableStatus"]}
@@ -283,10 +296,11 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                     f"DescribeTable {self.target.table}", error
                 ) from error
             state = {"table": self.target.table, "status": "MISSING"}
-        return state | {"setting": self.read_setting()}
+        return state
 
     def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
-        return {"setting": state.get("setting")}
+        """Nothing: a restore's progress is the flow's to check, step by step."""
+        return {}
 
     def plan(self, backup_arn: str | None = None, point_in_time: bool | None = None) -> Plan:
         """Find what to restore from (the policy's `source`, unless a backup or PITR is asked
@@ -299,15 +313,10 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         restored = restored_name(self.target.table, self._started())
         return Plan(
             before=before,
-            after={
-                "restored_table": restored,
-                "source": source.model_dump(mode="json"),
-                "setting": restored,
-            },
+            after={"restored_table": restored, "source": source.model_dump(mode="json")},
             changes=[
                 f"restore {self.target.table} from {source} into a new table {restored}",
-                f"then, on a second approval, point {self.params.cutover} at {restored} "
-                f"(now {before['setting'] or 'unset'})",
+                f"then, on a second approval, point {self.params.cutover} at {restored}",
             ],
         )
 
@@ -409,15 +418,29 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         ids = [_resource_id(table, unit) for unit in units]
         scaling = client("application-autoscaling")
         targets = scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=ids)
-        policies = scaling.describe_scaling_policies(ServiceNamespace="dynamodb")
+        policies = [
+            policy
+            for resource_id in ids
+            for page in scaling.get_paginator("describe_scaling_policies").paginate(
+                ServiceNamespace="dynamodb", ResourceId=resource_id
+            )
+            for policy in page.get("ScalingPolicies", [])
+        ]
+        stream = description.get("StreamSpecification") or {}
         return {
             "readable": True,
+            "item_count": description.get("ItemCount"),
             "pitr": pitr.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
             == "ENABLED",
             "ttl_attribute": ttl.get("AttributeName")
             if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
             else None,
             "tags": [t for t in tags if not t["Key"].startswith("aws:")],
+            "stream": stream.get("StreamViewType") if stream.get("StreamEnabled") else None,
+            "deletion_protection": bool(description.get("DeletionProtectionEnabled")),
+            "step_scaling": sorted(
+                p["PolicyName"] for p in policies if p["PolicyType"] != "TargetTrackingScaling"
+            ),
             "autoscaling": [
                 {
                     "resource_id": t["ResourceId"],
@@ -430,7 +453,7 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                             "type": p["PolicyType"],
                             "configuration": _tracking(p),
                         }
-                        for p in policies.get("ScalingPolicies", [])
+                        for p in policies
                         if p["ResourceId"] == t["ResourceId"]
                         and p["ScalableDimension"] == t["ScalableDimension"]
                         and p["PolicyType"] == "TargetTrackingScaling"
@@ -445,10 +468,14 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         ddb = client("dynamodb")
         try:
             if job.source.point_in_time:
+                # The point the operator approved, not whatever is latest by now.
+                point = (
+                    {"RestoreDateTime": job.source.created}
+                    if job.source.created
+                    else {"UseLatestRestorableTime": True}
+                )
                 ddb.restore_table_to_point_in_time(
-                    SourceTableName=job.table,
-                    TargetTableName=job.restored_table,
-                    UseLatestRestorableTime=True,
+                    SourceTableName=job.table, TargetTableName=job.restored_table, **point
                 )
             else:
                 ddb.restore_table_from_backup(
@@ -500,6 +527,12 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         arn = ddb.describe_table(TableName=restored)["Table"]["TableArn"]
         ddb.tag_resource(ResourceArn=arn, Tags=tags)
         done.append(f"{len(settings['tags'])} tags copied")
+        if settings.get("stream"):
+            ddb.update_table(
+                TableName=restored,
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": settings["stream"]},
+            )
+            done.append(f"stream {settings['stream']} enabled (a new stream: consumers must move)")
         scaling = client("application-autoscaling")
         for target in settings["autoscaling"]:
             resource_id = target["resource_id"].replace(
@@ -525,19 +558,27 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                 f"autoscaling {target['dimension']} {target['min']}-{target['max']} on "
                 f"{resource_id} ({len(target['policies'])} policies)"
             )
+        # Left to a person, and said so in the cutover's approval email.
+        if settings.get("step_scaling"):
+            done.append(f"NOT re-applied: step scaling policies {settings['step_scaling']}")
+        if settings.get("deletion_protection"):
+            done.append("NOT re-applied: deletion protection (turn it on after the cutover)")
         return done
 
     def verify(self, job: RestoreJob) -> dict[str, Any]:
-        """Count the restored items and look a sample of their keys up in the source. An empty
-        copy of a table that had items fails; the rest is for the operator to judge."""
+        """Count the copy's items (up to `count_up_to`), compare with what the backup or the
+        source reports (DynamoDB's figures: the source is never scanned), and look a sample
+        of the copy's keys up in the source. An empty copy of a table that had items fails;
+        the rest is for the operator to judge at the cutover's approval."""
         ddb = client("dynamodb")
-        restored_items = _count(job.restored_table)
+        restored_items, complete = _count(job.restored_table, self.params.count_up_to)
         readable = bool(job.source_settings.get("readable"))
         expected = job.source.expected_items
-        if expected is None and readable:
-            expected = _count(job.table)
+        if expected is None and readable:  # DynamoDB's figure, updated about every 6 hours
+            expected = job.source_settings.get("item_count")
         result: dict[str, Any] = {
             "restored_items": restored_items,
+            "counted_all": complete,
             "expected_items": expected,
             "source_readable": readable,
         }
@@ -595,23 +636,17 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         return before, self.read_setting()
 
     def _set_variable(self, value: str) -> None:
-        cutover, lambda_ = self.params.cutover, client("lambda")
-        configuration = lambda_.get_function_configuration(FunctionName=cutover.function)
+        function = str(self.params.cutover.function)
+        # An update in progress (a deploy) would refuse ours: wait for it first.
+        configuration = settled_configuration(function)
         # UpdateFunctionConfiguration replaces the whole environment: keep the other variables.
         variables = dict(configuration.get("Environment", {}).get("Variables", {}))
-        variables[str(cutover.variable)] = value
-        lambda_.update_function_configuration(
-            FunctionName=cutover.function, Environment={"Variables": variables}
+        variables[str(self.params.cutover.variable)] = value
+        client("lambda").update_function_configuration(
+            FunctionName=function, Environment={"Variables": variables}
         )
-        for _ in range(_SETTLE_POLLS):
-            status = lambda_.get_function_configuration(FunctionName=cutover.function).get(
-                "LastUpdateStatus", "Successful"
-            )
-            if status != "InProgress":
-                break
-            clock.sleep(_SETTLE_POLL_SECONDS)
-        if status == "Failed":
-            raise ActionError(f"the update of {cutover} failed")
+        if settled_configuration(function).get("LastUpdateStatus") == "Failed":
+            raise ActionError(f"the update of {self.params.cutover} failed")
 
     def discard(self, job: RestoreJob) -> str:
         """After a failure: delete the half-restored table, unless the application uses it."""
@@ -622,10 +657,24 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         try:
             client("dynamodb").delete_table(TableName=job.restored_table)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            code = error.response["Error"]["Code"]
+            if code == "ResourceNotFoundException":
                 return f"{job.restored_table} was never created"
+            if code == "ResourceInUseException":  # still CREATING: DynamoDB refuses
+                return (
+                    f"{job.restored_table} is still being restored and could not be deleted: "
+                    "delete it by hand once it is ACTIVE"
+                )
             raise
         return f"{job.restored_table} deleted"
+
+
+class KillSwitchOff(ActionError):
+    """The kill switch was off when a step was to change something: the flow stops there."""
+
+
+# The error name Step Functions sees when a task raises KillSwitchOff (its type's name).
+KILL_SWITCH_OFF = KillSwitchOff.__name__
 
 
 class _NoSource(ActionError):
@@ -640,9 +689,19 @@ def _tracking(policy: dict[str, Any]) -> dict[str, Any]:
     return dict(policy.get("TargetTrackingScalingPolicyConfiguration", {}))
 
 
-def _count(table: str) -> int:
-    """Items in `table`, counted (DescribeTable's ItemCount lags by hours)."""
+def _count(table: str, up_to: int) -> tuple[int, bool]:
+    """Items in `table`, counted (a new table's ItemCount lags by hours) up to about `up_to`:
+    (the count, whether it is all of them)."""
     total = 0
-    for page in client("dynamodb").get_paginator("scan").paginate(TableName=table, Select="COUNT"):
+    pages = (
+        client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=table, Select="COUNT", PaginationConfig={"PageSize": min(up_to, 10_000)}
+        )
+    )
+    for page in pages:
         total += page["Count"]
-    return total
+        if total >= up_to and "LastEvaluatedKey" in page:
+            return total, False
+    return total, True

@@ -71,11 +71,7 @@ class RaiseConcurrency(Action[RaiseConcurrencyParams, FunctionTarget]):
         function = target.function if target else "*"
         return [
             Permission(
-                actions=(
-                    "lambda:GetFunctionConcurrency",
-                    "lambda:PutFunctionConcurrency",
-                    "lambda:DeleteFunctionConcurrency",
-                ),
+                actions=("lambda:GetFunctionConcurrency", "lambda:PutFunctionConcurrency"),
                 resources=(f"arn:{{partition}}:lambda:{{region}}:{{account}}:function:{function}",),
                 why_wildcard=None
                 if target
@@ -164,10 +160,8 @@ class RaiseConcurrency(Action[RaiseConcurrencyParams, FunctionTarget]):
         self._put(plan.after["reserved"])
 
     def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
-        if before["reserved"] is None:
-            self._delete()
-        else:
-            self._put(before["reserved"])
+        # Applied changes always start from a reservation (none is `no_reservation`, skipped).
+        self._put(before["reserved"])
 
     def _put(self, reserved: int) -> None:
         function = self.target.function
@@ -190,15 +184,4 @@ class RaiseConcurrency(Action[RaiseConcurrencyParams, FunctionTarget]):
                 ) from error
             raise ActionError.from_client_error(
                 f"PutFunctionConcurrency {function} {reserved}", error
-            ) from error
-
-    def _delete(self) -> None:
-        function = self.target.function
-        try:
-            client("lambda").delete_function_concurrency(FunctionName=function)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
-                raise TargetNotFound(f"function {function} does not exist") from error
-            raise ActionError.from_client_error(
-                f"DeleteFunctionConcurrency {function}", error
             ) from error

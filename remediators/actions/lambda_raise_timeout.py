@@ -20,7 +20,13 @@ from remediators.core.events import AlarmDetail
 from remediators.core.limits import scale_up
 from remediators.core.registry import Action, Params, Permission, Plan, Target, register
 
-__all__ = ["LAMBDA_MAX_MEMORY_MB", "LAMBDA_MAX_TIMEOUT", "FunctionTarget", "RaiseTimeout"]
+__all__ = [
+    "LAMBDA_MAX_MEMORY_MB",
+    "LAMBDA_MAX_TIMEOUT",
+    "FunctionTarget",
+    "RaiseTimeout",
+    "settled_configuration",
+]
 
 LAMBDA_MAX_TIMEOUT = 900
 LAMBDA_MAX_MEMORY_MB = 10_240
@@ -137,23 +143,29 @@ class RaiseTimeout(Action[RaiseTimeoutParams, FunctionTarget]):
         return (settled["timeout"], settled["memory"]) == (wanted["timeout"], wanted["memory"])
 
     def _read(self, wait: bool) -> dict[str, Any]:
-        for _ in range(_SETTLE_POLLS if wait else 1):
-            try:
-                configuration = client("lambda").get_function_configuration(
-                    FunctionName=self.target.function
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] == "ResourceNotFoundException":
-                    raise TargetNotFound(
-                        f"function {self.target.function} does not exist"
-                    ) from error
-                raise
-            status = configuration.get("LastUpdateStatus", "Successful")
-            if status != "InProgress" or not wait:
-                break
-            clock.sleep(_SETTLE_POLL_SECONDS)
+        try:
+            configuration = settled_configuration(
+                self.target.function, _SETTLE_POLLS if wait else 1
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise TargetNotFound(f"function {self.target.function} does not exist") from error
+            raise
         return {
             "timeout": configuration["Timeout"],
             "memory": configuration["MemorySize"],
-            "last_update_status": status,
+            "last_update_status": configuration.get("LastUpdateStatus", "Successful"),
         }
+
+
+def settled_configuration(function: str, polls: int = _SETTLE_POLLS) -> dict[str, Any]:
+    """The function's configuration once no update is in progress (InProgress -> Successful
+    or Failed), read at most `polls` times."""
+    for _ in range(polls):
+        configuration: dict[str, Any] = client("lambda").get_function_configuration(
+            FunctionName=function
+        )
+        if configuration.get("LastUpdateStatus", "Successful") != "InProgress":
+            break
+        clock.sleep(_SETTLE_POLL_SECONDS)
+    return configuration

@@ -127,6 +127,16 @@ class AuditStore:
             applied_only=True,
         )
 
+    def pending_since(self, target: str, since: datetime) -> list[AuditRecord]:
+        """Events on `target` still `pending` (waiting in a flow) since `since`, newest first."""
+        records = self._query(
+            BY_TARGET_INDEX,
+            "#key = :key AND recorded_at >= :since",
+            {"#key": "target"},
+            {":key": {"S": target}, ":since": {"S": _iso(since)}},
+        )
+        return [record for record in records if record.outcome is Outcome.PENDING]
+
     def last_applied_for_alarm(self, alarm: str, since: datetime) -> AuditRecord | None:
         """The latest change a policy applied because of `alarm`, at or after `since`."""
         records = self._query(

@@ -36,9 +36,12 @@ _WHY_ESCALATED = {
     "account's. Ask for a higher concurrency quota, or reserve concurrency for it by hand.",
     "no_backup": "Nothing was changed: there is nothing to restore from (no available backup, "
     "or no point-in-time recovery). A person should look.",
-    "restore_failed": "The restore failed and was stopped: its half-restored copy was deleted "
-    "(unless the application already uses it) and the source table was never touched. The "
-    "details say which step failed. A person should look.",
+    "restore_failed": "The restore failed and was stopped; the source table was never "
+    "touched. The details say which step failed and what became of the restored copy (deleted, "
+    "or left for a person to delete). A person should look.",
+    "cutover_failed": "The table was restored and verified, but the cutover failed: the "
+    "details say whether the application's setting changed. The restored copy is kept. A "
+    "person should look.",
     "cutover_rejected": "The table was restored and verified, but an operator rejected the "
     "cutover: the application still reads the old table. The restored copy is kept; delete it "
     "by hand if it is not wanted.",

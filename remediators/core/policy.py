@@ -246,11 +246,15 @@ class Policy(_Model):
 
     @model_validator(mode="after")
     def _flows_ask_an_operator(self) -> Policy:
-        if self.approval == "never" and self.action_class.flow is not None:
+        flow = self.action_class.flow
+        if flow is not None and self.approval == "never":
             raise ValueError(
-                f"{self.action} runs the {self.action_class.flow} flow, which always asks an "
-                "operator (before it changes anything): `approval: never` cannot apply"
+                f"{self.action} runs the {flow} flow, which always asks an operator (before it "
+                "changes anything): `approval: never` cannot apply"
             )
+        if flow is not None and self.target is None:
+            # Its other settings (the cutover) belong to one resource: never one from an alarm.
+            raise ValueError(f"{self.action} needs `target`: its params are that resource's")
         return self
 
     @model_validator(mode="after")

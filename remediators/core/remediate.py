@@ -52,8 +52,18 @@ CIRCUIT_WINDOW = timedelta(days=1)
 RECOVERY_LOOKBACK = timedelta(days=7)
 # Reasons that need a person: notified as escalations.
 _ESCALATE = frozenset(
-    {"at_cap", "circuit_open", "changed_since_approval", "inconclusive", "no_reservation"}
+    {
+        "at_cap",
+        "circuit_open",
+        "changed_since_approval",
+        "inconclusive",
+        "no_reservation",
+        "no_backup",
+    }
 )
+# A flow action's event while its state machine runs; how far back a running one is looked for.
+FLOW_STARTED = "flow_started"
+FLOW_LOOKBACK = timedelta(days=30)
 # How an approval flow ends without an approved change, and the reason recorded for it.
 _UNAPPROVED = {"rejected": "rejected", "timeout": "approval_timeout"}
 
@@ -88,8 +98,14 @@ def _landed(previous: AuditRecord | None, action: Action[Any, Any]) -> bool:
         return False
     if previous.planned is None or previous.before is None:
         return False
-    planned = action.comparable(previous.planned)
-    if not planned or planned == action.comparable(previous.before):
+    # The same change: a diagnosis may choose another action or resource on a retry.
+    if (previous.action, previous.target) != (action.name, action.target.resource_key):
+        return False
+    try:
+        planned = action.comparable(previous.planned)
+        if not planned or planned == action.comparable(previous.before):
+            return False
+    except KeyError:  # a state of another shape: not this action's plan
         return False
     return action.comparable(action.read()) == planned
 
@@ -139,6 +155,8 @@ class Remediator:
         previous = self.audit.get(event.id)
         if previous is not None and (previous.outcome is Outcome.APPLIED or previous.approval):
             # Acted (or asked) already: a redelivery after its idempotency key expired, a replay.
+            if previous.outcome is Outcome.PENDING and previous.reason == FLOW_STARTED:
+                self._run_flow(previous)  # in case the attempt that recorded it died first
             return previous.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "duplicate"})
         base = _base(event)
         policy: Policy | None = None
@@ -212,7 +230,7 @@ class Remediator:
                 base | {"error": plan.note or None}, Outcome.SKIPPED, plan.skip_reason
             )
         if step.action.flow is not None:
-            return self._record(base, Outcome.PENDING, "flow_started")
+            return self._record(base, Outcome.PENDING, FLOW_STARTED)
         if step.policy.needs_approval(type(step.action)):
             return self._record(base, Outcome.PENDING, "awaiting_approval")
         return self._record(base, Outcome.APPLIED, None)
@@ -334,32 +352,53 @@ class Remediator:
     ) -> AuditRecord:
         """A change of many steps (a restore): start its state machine with the plan. The flow
         asks for approval itself and records the outcome under this event id; until then the
-        event is `pending` (a redelivery finds it started)."""
-        from remediators.core.approval import start_execution
-
+        event is `pending` (a redelivery finds it started). One flow per resource at a time:
+        a re-fire while one runs is skipped."""
+        running = [
+            record
+            for record in self.audit.pending_since(
+                base["target"], base["started_at"] - FLOW_LOOKBACK
+            )
+            if record.action == action.name
+        ]
+        if running:
+            note = f"the {action.flow} of event {running[0].event_id} is still in progress"
+            return self._finish(base | {"error": note}, Outcome.SKIPPED, "flow_in_progress", policy)
         state_machine = self.flow_state_machines.get(str(action.flow))
         if state_machine is None:
             raise RuntimeError(f"this policy runs the {action.flow} flow, which is not deployed")
-        event_id = base["event_id"]
-        name = f"{action.flow}-{hashlib.sha256(event_id.encode()).hexdigest()[:32]}"
+        name = f"{action.flow}-{hashlib.sha256(base['event_id'].encode()).hexdigest()[:32]}"
         execution = state_machine.replace(":stateMachine:", ":execution:") + ":" + name
+        fields = base | {"approval": {"flow": action.flow, "execution": execution}}
         # Recorded first: the flow's own records of this event come after it, never before.
-        record = self._finish(
-            base | {"approval": {"flow": action.flow, "execution": execution}},
-            Outcome.PENDING,
-            "flow_started",
-        )
-        start = {
-            "event_id": event_id,
-            "policy": policy.name,
-            "alarm": base["alarm"],
-            "alarm_reason": action.alarm.state.reason if action.alarm else "",
-            "target_spec": base["target_spec"],
-            "plan": plan.model_dump(mode="json"),
-            "requested_by": f"alarm {base['alarm']}",
-        }
-        start_execution(state_machine, name, json.dumps({"start": start}))
+        record = self._finish(fields, Outcome.PENDING, FLOW_STARTED)
+        self._run_flow(record, action.alarm.state.reason if action.alarm else "")
         return record
+
+    def _run_flow(self, record: AuditRecord, alarm_reason: str = "") -> None:
+        """Start the flow a `flow_started` record names (again, after a crash between the two:
+        the execution's name makes a second start a no-op)."""
+        from remediators.core.approval import start_execution
+
+        flow = (record.approval or {})["flow"]
+        execution = str((record.approval or {})["execution"])
+        start = {
+            "event_id": record.event_id,
+            "policy": record.policy,
+            "alarm": record.alarm,
+            "alarm_reason": alarm_reason,
+            "target_spec": record.target_spec,
+            "plan": {
+                "before": record.before or {},
+                "after": record.planned or {},
+                "changes": record.changes,
+            },
+            "requested_by": f"alarm {record.alarm}",
+        }
+        state_machine, name = execution.replace(":execution:", ":stateMachine:").rsplit(":", 1)
+        if self.flow_state_machines.get(flow) != state_machine:
+            raise RuntimeError(f"the {flow} flow of {record.event_id} is not deployed here")
+        start_execution(state_machine, name, json.dumps({"start": start}))
 
     def _request_approval(
         self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan

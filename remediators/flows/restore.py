@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import remediators.actions  # noqa: F401  (registers the actions the policy file names)
 from remediators.actions.dynamodb_restore_from_backup import (
+    KillSwitchOff,
     RestoreFromBackup,
     RestoreJob,
     RestoreParams,
@@ -56,6 +57,8 @@ _ENDINGS = {
     "restore:timeout": (Outcome.SKIPPED, "approval_timeout", True),
     "cutover:rejected": (Outcome.SKIPPED, "cutover_rejected", True),
     "cutover:timeout": (Outcome.SKIPPED, "cutover_timeout", True),
+    "cutover:failed": (Outcome.FAILED, "cutover_failed", True),
+    "disabled": (Outcome.SKIPPED, "disabled", True),
 }
 
 
@@ -65,11 +68,15 @@ def _policies(path: str) -> PolicyFile:
 
 
 def restore_policy(policies: PolicyFile, table: str) -> Policy | None:
-    """The restore policy of `table`: one that names it, else one that takes it from alarms."""
-    candidates = [p for p in policies.policies if p.action == RestoreFromBackup.name]
-    named = [p for p in candidates if p.target == TableTarget(table=table)]
-    unnamed = [p for p in candidates if p.target is None]
-    return next(iter(named or unnamed), None)
+    """The restore policy that names `table` (every restore policy names its table)."""
+    return next(
+        (
+            policy
+            for policy in policies.policies
+            if policy.action == RestoreFromBackup.name and policy.target == TableTarget(table=table)
+        ),
+        None,
+    )
 
 
 @metrics.log_metrics
@@ -98,7 +105,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _step(settings: Settings, task: str, action: RestoreFromBackup, job: RestoreJob) -> RestoreJob:
     """One step of the restore itself, done by the action; what it learns goes into the job."""
     if task in ("restore", "cutover") and not KillSwitch(settings.kill_switch_parameter).enabled():
-        raise ActionError(f"the kill switch is off: no {task} (the flow stops here)")
+        raise KillSwitchOff(f"the kill switch is off: no {task} (the flow stops here)")
     if task == "restore":
         action.start_restore(job)
         return job.model_copy(update={"polls": 0})
@@ -156,6 +163,7 @@ def _conclude(
         escalated=escalated,
         notify=True,
         approval=decision or {"decision": "timeout"},
+        error=_cause(state) if "error" in state else None,
     )
     metrics.add_metric(name=f"Restore_{reason or 'done'}", unit=MetricUnit.Count, value=1)
     return state | {"record": record.model_dump(mode="json")}
@@ -179,6 +187,15 @@ def _prepare(settings: Settings, policies: PolicyFile, state: dict[str, Any]) ->
     )
     if plan.skip_reason:
         raise ActionError(plan.note or plan.skip_reason)
+    setting = action.read_setting()
+    if setting not in (None, table.table):
+        # After an earlier cutover the application reads a copy: restoring the old table now
+        # would move it back to older data.
+        raise ActionError(
+            f"{action.params.cutover} reads {setting!r}, not {table.table}: the application "
+            "has moved to another table (an earlier restore?); point the policy's target at "
+            "the table it reads"
+        )
     params = action.params
     job = RestoreJob(
         event_id=start["event_id"],
@@ -187,6 +204,7 @@ def _prepare(settings: Settings, policies: PolicyFile, state: dict[str, Any]) ->
         restored_table=plan.after["restored_table"],
         source=RestoreSource.model_validate(plan.after["source"]),
         requested_by=start.get("requested_by", ""),
+        requested_at=clock.now(),
         alarm=start.get("alarm", ""),
         alarm_reason=start.get("alarm_reason", ""),
         source_settings=action.read_source_settings(),
@@ -215,7 +233,7 @@ def _approval_request(
     assert policy is not None
     if stage == "restore":
         plan = Plan(
-            before=action.read(),
+            before=action.read() | {"setting": action.read_setting()},
             after={
                 "restored_table": job.restored_table,
                 "source": job.source.model_dump(mode="json"),
@@ -315,7 +333,9 @@ def _record(
     return _put_record(
         settings,
         policies,
-        _base(job.event_id, job.policy, job.table, job.alarm) | fields,
+        _base(job.event_id, job.policy, job.table, job.alarm)
+        | fields
+        | {"started_at": job.requested_at},
         outcome,
         reason,
         escalated=escalated,
@@ -382,9 +402,8 @@ def _put_record(
         outcome=outcome,
         reason=reason,
         escalated=escalated,
-        started_at=now,
         recorded_at=now,
-        **fields,
+        **{"started_at": now} | fields,
     )
     AuditStore(settings.audit_table).put(record)
     if notify:

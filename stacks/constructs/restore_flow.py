@@ -6,7 +6,9 @@ function, with a role that may restore, check and delete only `<table>-restored-
                             ^   no: attempts left? -> WaitForTable --'   (none: compensate)
       -> RequestCutoverApproval (.waitForTaskToken) -> approve? -> Cutover -> RecordRestored
     Rejected or timed out at either approval: recorded, escalated, nothing more is done.
-    A failed step after the restore started: Compensate (delete the copy) -> RestoreFailed.
+    A failed step after the restore started: Compensate (delete the copy) -> RestoreFailed;
+    after the copy was verified: RecordCutoverFailure (the copy is kept) -> RestoreFailed.
+    The kill switch off before the restore or the cutover: RecordKillSwitchStop.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from remediators.actions.dynamodb_restore_from_backup import RestoreFromBackup, RestoreParams
+from remediators.actions.dynamodb_restore_from_backup import (
+    KILL_SWITCH_OFF,
+    RestoreFromBackup,
+    RestoreParams,
+)
 from remediators.core.policy import Policy
 from stacks import names
 from stacks.constructs.approval_flow import ApprovalFlow, acknowledge_state_machine_role
@@ -57,7 +63,7 @@ class RestoreFlow(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.state_machine_name = names.flow_state_machine_name(
-            Stack.of(self).stack_name, RestoreFromBackup.flow or "restore"
+            Stack.of(self).stack_name, "restore"
         )
         self.state_machine_arn = (
             f"arn:{Aws.PARTITION}:states:{Aws.REGION}:{Aws.ACCOUNT_ID}:stateMachine:"
@@ -100,8 +106,13 @@ class RestoreFlow(Construct):
 
     def _state_machine(self) -> sfn.StateMachine:
         failed = sfn.Fail(self, "RestoreFailed", cause="the restore failed; see the audit record")
-        record_failure = self._task("RecordPrepareFailure", {"task": "fail"}).next(failed)
-        compensate = self._task("Compensate", {"task": "compensate"}).next(failed)
+        record_failure = self._record("RecordPrepareFailure", {"task": "fail"}).next(failed)
+        compensate = self._record("Compensate", {"task": "compensate"}).next(failed)
+        # After the copy is verified a failure keeps it: it is good, and an operator saw it.
+        keep_copy = self._record(
+            "RecordCutoverFailure", {"task": "conclude", "ending": "cutover:failed"}
+        ).next(failed)
+        stopped = self._record("RecordKillSwitchStop", {"task": "conclude", "ending": "disabled"})
 
         prepare = self._task("Prepare", {"task": "prepare"})
         prepare.add_catch(record_failure, result_path="$.error")
@@ -119,11 +130,14 @@ class RestoreFlow(Construct):
         ).next(compensate)
         reapply = self._task("ReapplySettings", {"task": "reapply"})
         verify = self._task("VerifyRestore", {"task": "verify"})
-        cutover_approval = self._approval("cutover", compensate)
+        cutover_approval = self._approval("cutover", keep_copy)
         cutover = self._task("Cutover", {"task": "cutover"})
-        done = self._task("RecordRestored", {"task": "conclude", "ending": "done"})
-        for step in (start, check, reapply, verify, cutover):
+        done = self._record("RecordRestored", {"task": "conclude", "ending": "done"})
+        for step in (start, cutover):  # the kill switch, checked before each change
+            step.add_catch(stopped, errors=[KILL_SWITCH_OFF], result_path="$.error")
+        for step in (start, check, reapply, verify):
             step.add_catch(compensate, result_path="$.error")
+        cutover.add_catch(keep_copy, result_path="$.error")
 
         table_ready = (
             sfn.Choice(self, "TableReady")
@@ -174,17 +188,29 @@ class RestoreFlow(Construct):
             result_path="$.decision",
             task_timeout=sfn.Timeout.at("$.timeout_seconds"),
         )
-        timeout = self._task(
+        timeout = self._record(
             f"Record{title}Timeout", {"task": "conclude", "ending": f"{stage}:timeout"}
         )
         request.add_catch(timeout, errors=["States.Timeout"], result_path="$.timeout")
         request.add_catch(on_error, result_path="$.error")
-        rejected = self._task(
+        rejected = self._record(
             f"Record{title}Rejection", {"task": "conclude", "ending": f"{stage}:rejected"}
         )
         decision = sfn.Choice(self, f"{title}Decision")
         request.next(decision)
         return _Approval(request, decision, rejected)
+
+    def _record(self, construct_id: str, fields: dict[str, str]) -> tasks.LambdaInvoke:
+        """A task that records how the flow ends: retried, so that a passing DynamoDB or SNS
+        error does not leave the restore's record `pending`."""
+        task = self._task(construct_id, fields)
+        task.add_retry(
+            errors=["States.TaskFailed"],
+            max_attempts=3,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+        )
+        return task
 
     def _task(self, construct_id: str, fields: dict[str, str]) -> tasks.LambdaInvoke:
         """A task that gets the flow's state and returns the next one."""
@@ -202,7 +228,9 @@ class RestoreFlow(Construct):
 class _Approval:
     """A request for a decision, the choice on it, and where a rejection goes."""
 
-    def __init__(self, request: tasks.LambdaInvoke, decision: sfn.Choice, rejected: Any) -> None:
+    def __init__(
+        self, request: tasks.LambdaInvoke, decision: sfn.Choice, rejected: tasks.LambdaInvoke
+    ) -> None:
         self.request, self.decision, self.rejected = request, decision, rejected
 
     def on_approve(self, next_step: sfn.IChainable) -> None:

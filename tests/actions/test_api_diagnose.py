@@ -152,24 +152,6 @@ def use_policy(
     return use
 
 
-@pytest.fixture
-def inbox(function_env: dict[str, str]) -> Any:
-    """The messages published to the ops channel's topic (through an SQS subscription)."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    topic = json.loads(function_env["NOTIFICATION_TOPICS"])["ops"]
-    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-
-    def read() -> list[dict[str, str]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return read
-
-
 def _audit(function_env: dict[str, str], event_id: str) -> AuditRecord:
     record = AuditStore(function_env["AUDIT_TABLE_NAME"]).get(event_id)
     assert record is not None, f"no audit record for {event_id}"

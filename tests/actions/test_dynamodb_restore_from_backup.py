@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from remediators.actions.dynamodb_restore_from_backup import (
@@ -21,6 +22,7 @@ from remediators.actions.dynamodb_restore_from_backup import (
     restored_name,
 )
 from remediators.actions.dynamodb_scale_capacity import TableTarget
+from remediators.core.aws import client
 from remediators.core.errors import ActionError
 from remediators.core.registry import Plan
 from tests.conftest import create_function
@@ -63,6 +65,7 @@ def _job(action: RestoreFromBackup, **fields: Any) -> RestoreJob:
         restored_table=plan.after["restored_table"],
         source=plan.after["source"],
         requested_by="test",
+        requested_at=datetime.now(UTC),
         source_settings=action.read_source_settings(),
         **fields,
     )
@@ -86,7 +89,7 @@ def test_plan_finds_the_latest_available_backup_and_changes_nothing() -> None:
     assert plan.after["source"]["backup_arn"] == latest
     assert plan.after["source"]["expected_items"] == 4
     assert plan.after["restored_table"].startswith("orders-restored-")
-    assert plan.before == {"table": "orders", "status": "ACTIVE", "setting": "orders"}
+    assert plan.before == {"table": "orders", "status": "ACTIVE"}  # the setting is the flow's
     assert plan.changes[0].startswith(f"restore orders from backup {latest}")
     assert boto3.client("dynamodb").list_tables()["TableNames"] == ["orders"]
 
@@ -230,6 +233,7 @@ def test_verify_counts_the_copy_and_finds_a_sample_of_its_keys_in_the_source() -
 
     assert result == {
         "restored_items": 30,
+        "counted_all": True,
         "expected_items": 30,
         "source_readable": True,
         "sample": 30,
@@ -322,7 +326,16 @@ def test_the_flow_may_delete_only_restored_copies_and_change_only_the_named_sett
     assert resources(named, "ssm:PutParameter") == [
         "arn:{partition}:ssm:{region}:{account}:parameter/shop/orders/table-name"
     ]
-    assert resources(named, "dynamodb:UpdateTable") == []
+    # UpdateTable (the stream) on the copies only; never anything that changes the source.
+    assert resources(named, "dynamodb:UpdateTable") == [f"{table}orders-restored-*"]
+    source_writes = [
+        action
+        for p in named
+        if f"{table}orders" in p.resources
+        for action in p.actions
+        if action.split(":")[1].startswith(("Update", "Delete", "Put", "BatchWrite", "Tag"))
+    ]
+    assert source_writes == []
     planning = {
         a for p in RestoreFromBackup.permissions(TableTarget(table="orders")) for a in p.actions
     }
@@ -355,3 +368,89 @@ def test_a_restore_is_never_applied_or_reverted_by_the_remediator_itself() -> No
         action.apply(Plan(before={}))
     with pytest.raises(ActionError, match="not reverted automatically"):
         action.revert({})
+
+
+def test_a_huge_copy_is_counted_only_so_far_and_the_source_never_scanned() -> None:
+    _table(items=30)
+    _backup()
+    action = _action(count_up_to=10)
+    job = _job(action)
+    action.start_restore(job)
+    scanned: list[str] = []
+    client("dynamodb").meta.events.register(
+        "before-parameter-build.dynamodb.Scan",
+        lambda params, **_: scanned.append(params["TableName"]),
+    )
+
+    result = action.verify(
+        job.model_copy(update={"source": job.source.model_copy(update={"expected_items": None})})
+    )
+
+    assert result["counted_all"] is False
+    assert 10 <= result["restored_items"] < 30
+    assert result["expected_items"] == 30  # DynamoDB's figure for the source, not a Scan
+    assert "orders" not in scanned
+
+
+def test_a_point_in_time_restore_restores_the_approved_time_not_the_latest() -> None:
+    _table()
+    boto3.client("dynamodb").update_continuous_backups(
+        TableName="orders", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+    )
+    action = _action(source="pitr_latest")
+    job = _job(action)
+    sent: list[dict[str, Any]] = []
+    client("dynamodb").meta.events.register(
+        "before-parameter-build.dynamodb.RestoreTableToPointInTime",
+        lambda params, **_: sent.append(params),
+    )
+
+    action.start_restore(job)
+
+    [params] = sent
+    assert "UseLatestRestorableTime" not in params
+    assert params["RestoreDateTime"] == job.source.created
+
+
+def test_reapply_enables_the_stream_and_names_what_it_leaves_to_a_person() -> None:
+    _table(
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        DeletionProtectionEnabled=True,
+    )
+    _backup()
+    action = _action()
+    job = _job(action)
+    action.start_restore(job)
+
+    done = action.reapply(job)
+
+    assert "stream NEW_AND_OLD_IMAGES enabled (a new stream: consumers must move)" in done
+    assert "NOT re-applied: deletion protection (turn it on after the cutover)" in done
+    stream = boto3.client("dynamodb").describe_table(TableName=job.restored_table)["Table"][
+        "StreamSpecification"
+    ]
+    assert stream == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def test_a_copy_dynamodb_is_still_creating_is_left_for_a_person_not_lost() -> None:
+    _table()
+    _backup()
+    _setting()
+    action = _action()
+    job = _job(action)
+    action.start_restore(job)
+
+    def still_creating(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ResourceInUseException", "Message": "Table is being created"}},
+            "DeleteTable",
+        )
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.DeleteTable", still_creating)
+
+    message = action.discard(job)
+
+    assert message == (
+        f"{job.restored_table} is still being restored and could not be deleted: "
+        "delete it by hand once it is ACTIVE"
+    )

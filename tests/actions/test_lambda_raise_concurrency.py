@@ -190,18 +190,6 @@ def test_revert_restores_the_reservation() -> None:
     assert action.comparable(action.read_back()) == action.comparable(plan.before)
 
 
-def test_revert_to_no_reservation_deletes_the_reservation() -> None:
-    _function()
-    action = _action()
-    before = action.read()
-    _reserve("api-handler", 50)
-
-    action.revert(before)
-
-    assert _reserved() is None
-    assert _unreserved() == 1000
-
-
 def test_comparable_ignores_the_account_pool_that_other_functions_move() -> None:
     _function(reserved=10)
     _function("billing")
@@ -269,7 +257,6 @@ def test_permissions_are_scoped_to_the_named_function_and_the_account_settings_r
     assert set(function.actions) == {
         "lambda:GetFunctionConcurrency",
         "lambda:PutFunctionConcurrency",
-        "lambda:DeleteFunctionConcurrency",
     }
     assert (account.actions, account.resources) == (("lambda:GetAccountSettings",), ("*",))
     assert account.why_wildcard

@@ -23,24 +23,6 @@ from tests.conftest import LambdaContext, create_function, load_event
 Handler = Any
 
 
-@pytest.fixture
-def inbox(function_env: dict[str, str]) -> Any:
-    """An SQS queue subscribed to the ops topic; returns a function reading its messages."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    topic = json.loads(function_env["NOTIFICATION_TOPICS"])["ops"]
-    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-
-    def read() -> list[dict[str, str]]:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-    return read
-
-
 def _table(name: str = "orders", read: int = 5, write: int = 5) -> None:
     boto3.client("dynamodb").create_table(
         TableName=name,

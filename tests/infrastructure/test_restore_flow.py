@@ -48,12 +48,14 @@ def _statements_of(template_json: dict[str, Any], role_prefix: str) -> list[dict
 def _arns(statement: dict[str, Any]) -> list[str]:
     resources = statement["Resource"]
     resources = resources if isinstance(resources, list) else [resources]
+    # A reference to a stack resource shows as `<Ref ...>`, never silently dropped.
     return [
         r
         if isinstance(r, str)
         else "".join(p if isinstance(p, str) else "" for p in r["Fn::Join"][1])
+        if "Fn::Join" in r
+        else f"<Ref {json.dumps(r)}>"
         for r in resources
-        if isinstance(r, str) or "Fn::Join" in r
     ]
 
 
@@ -98,8 +100,10 @@ def test_every_task_has_a_timeout(states: dict[str, Any]) -> None:
         "Cutover",
         "Prepare",
         "ReapplySettings",
+        "RecordCutoverFailure",
         "RecordCutoverRejection",
         "RecordCutoverTimeout",
+        "RecordKillSwitchStop",
         "RecordPrepareFailure",
         "RecordRestoreRejection",
         "RecordRestoreTimeout",
@@ -136,20 +140,32 @@ def test_it_polls_the_new_table_with_a_bounded_wait_loop(states: dict[str, Any])
     assert states["TableNeverActive"]["Next"] == "Compensate"
 
 
-def test_every_step_after_the_restore_starts_is_compensated(states: dict[str, Any]) -> None:
-    steps = ["StartRestore", "CheckTable", "ReapplySettings", "VerifyRestore", "Cutover"]
+def test_a_failure_deletes_the_copy_until_it_is_verified_and_keeps_it_after(
+    states: dict[str, Any],
+) -> None:
+    def catches(step: str) -> list[tuple[list[str], str]]:
+        return [(c["ErrorEquals"], c["Next"]) for c in states[step]["Catch"]]
 
-    for step in steps:
-        [catch] = states[step]["Catch"]
-        assert catch == {
-            "ErrorEquals": ["States.ALL"],
-            "ResultPath": "$.error",
-            "Next": "Compensate",
-        }
-    assert states["RequestCutoverApproval"]["Catch"][1]["Next"] == "Compensate"
+    everything = ["States.ALL"]
+    stop = (["KillSwitchOff"], "RecordKillSwitchStop")
+    assert catches("StartRestore") == [stop, (everything, "Compensate")]
+    for step in ("CheckTable", "ReapplySettings", "VerifyRestore"):
+        assert catches(step) == [(everything, "Compensate")]
+    assert catches("RequestCutoverApproval")[1] == (everything, "RecordCutoverFailure")
+    assert catches("Cutover") == [stop, (everything, "RecordCutoverFailure")]
     assert states["Compensate"]["Next"] == "RestoreFailed"
+    assert states["RecordCutoverFailure"]["Next"] == "RestoreFailed"
     assert states["RestoreFailed"]["Type"] == "Fail"
     assert states["Prepare"]["Catch"][0]["Next"] == "RecordPrepareFailure"
+
+
+def test_the_tasks_that_record_the_ending_are_retried(states: dict[str, Any]) -> None:
+    recording = [name for name in states if name.startswith("Record") or name == "Compensate"]
+
+    assert len(recording) == 9
+    for name in recording:
+        [retry] = [r for r in states[name]["Retry"] if r["ErrorEquals"] == ["States.TaskFailed"]]
+        assert retry["MaxAttempts"] == 3, name
 
 
 def test_the_tasks_may_delete_only_restored_copies_never_the_source(

@@ -39,10 +39,13 @@ def _orders(**table: Any) -> dict[str, Any]:
 @pytest.fixture
 def creating_for(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Make moto's restored tables report CREATING for their first `n` descriptions (moto
-    restores at once; DynamoDB takes minutes to hours)."""
+    restores at once; DynamoDB takes minutes to hours), and refuse to delete one then, as
+    DynamoDB does (ResourceInUseException)."""
+    from moto.dynamodb.exceptions import ResourceInUseException
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import RestoredTable
 
-    original = RestoredTable.describe
+    original, delete = RestoredTable.describe, DynamoDBBackend.delete_table
 
     def use(n: int | None) -> list[int]:
         seen = [0]
@@ -54,7 +57,14 @@ def creating_for(monkeypatch: pytest.MonkeyPatch) -> Any:
                 result[base_key]["TableStatus"] = "CREATING"
             return result
 
+        def delete_table(self: Any, name: str) -> Any:
+            table = self.get_table(name)
+            if isinstance(table, RestoredTable) and (n is None or seen[0] <= n):
+                raise ResourceInUseException()
+            return delete(self, name)
+
         monkeypatch.setattr(RestoredTable, "describe", describe)
+        monkeypatch.setattr(DynamoDBBackend, "delete_table", delete_table)
         return seen
 
     return use
@@ -81,7 +91,7 @@ def test_a_slow_restore_is_polled_until_the_copy_is_active(
     assert final.after["setting"] == final.after["restored_table"]
 
 
-def test_a_copy_that_never_becomes_active_is_deleted_and_the_failure_escalated(
+def test_a_copy_that_never_becomes_active_is_left_for_a_person_and_escalated(
     simulator: Simulator, tmp_path: Path, creating_for: Any
 ) -> None:
     creating_for(None)
@@ -93,7 +103,8 @@ def test_a_copy_that_never_becomes_active_is_deleted_and_the_failure_escalated(
         expect={
             "outcomes": ["pending", "failed"],
             "resources": {
-                "restored_tables": [{"source": "orders", "copies": 0}],
+                # DynamoDB refuses to delete a table it is still creating.
+                "restored_tables": [{"source": "orders", "copies": 1}],
                 "table_settings": [{"parameter": "/shop/orders/table-name", "value": "orders"}],
             },
         },
@@ -106,7 +117,7 @@ def test_a_copy_that_never_becomes_active_is_deleted_and_the_failure_escalated(
     assert final.reason == "restore_failed"
     assert final.error is not None
     assert "never became ACTIVE" in final.error
-    assert "deleted" in final.error
+    assert "is still being restored and could not be deleted: delete it by hand" in final.error
     assert any(c.endswith("CREATING after 5 checks") for c in final.changes)  # max_polls
     [email] = final.notifications
     assert email["subject"] == "[autoremediate] ESCALATION: restore_failed on dynamodb:table/orders"
@@ -179,3 +190,112 @@ def test_a_cutover_nobody_decided_is_closed_not_left_pending(simulator: Simulato
         email["subject"] == "[autoremediate] ESCALATION: cutover_timeout on dynamodb:table/ledger"
     )
     assert "The restored copy is kept" in email["message"]
+
+
+def test_an_alarm_starts_one_restore_and_a_re_fire_while_it_runs_starts_none(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    path = _scenario(
+        tmp_path,
+        "alarm-restore",
+        resources=_orders(backup=True),
+        alarms=[
+            {
+                "name": "orders-integrity-errors",
+                "namespace": "Shop",
+                "metric": "IntegrityErrors",
+                "dimensions": {"TableName": "orders"},
+            }
+        ],
+        steps=[
+            {"fire": "orders-integrity-errors"},
+            {"fire": "orders-integrity-errors"},  # through OK, then ALARM again
+            {"approve": "latest"},
+            {"approve": "cli"},
+        ],
+        expect={
+            "outcomes": [
+                "pending",
+                "skipped:ok_without_action",
+                "skipped:flow_in_progress",
+                "pending",
+                "applied",
+            ],
+            "resources": {
+                "restored_tables": [{"source": "orders", "copies": 1, "items": 6}],
+                "table_settings": [
+                    {"parameter": "/shop/orders/table-name", "restored_from": "orders"}
+                ],
+            },
+        },
+    )
+
+    report = _run(simulator, path)
+
+    # Least privilege included: the remediator plans with its own role, the flow with its own.
+    assert report.passed, [c for c in report.expectations if not c.passed]
+
+
+@pytest.mark.parametrize(
+    ("before_cutover", "label", "reason"),
+    [
+        ({"kill_switch": "disabled"}, "skipped:disabled", "the kill switch is off: no cutover"),
+        (
+            {"inject_fault": {"call": "ssm.PutParameter", "error": "AccessDeniedException"}},
+            "failed",
+            "AccessDeniedException",
+        ),
+    ],
+    ids=["kill-switch", "cutover-fails"],
+)
+def test_a_verified_copy_is_kept_when_the_cutover_does_not_happen(
+    simulator: Simulator,
+    tmp_path: Path,
+    before_cutover: dict[str, Any],
+    label: str,
+    reason: str,
+) -> None:
+    path = _scenario(
+        tmp_path,
+        "no-cutover",
+        resources=_orders(backup=True),
+        steps=[{"restore": "orders"}, {"approve": "latest"}, before_cutover, {"approve": "cli"}],
+        expect={
+            "outcomes": ["pending", "pending", label],
+            "resources": {
+                "restored_tables": [{"source": "orders", "copies": 1, "items": 6}],
+                "table_settings": [{"parameter": "/shop/orders/table-name", "value": "orders"}],
+            },
+        },
+    )
+
+    report = _run(simulator, path)
+
+    assert report.passed, [c for c in report.expectations if not c.passed]
+    final = report.events[-1]
+    assert final.error is not None
+    assert reason in final.error
+    [email] = final.notifications
+    assert email["subject"].startswith("[autoremediate] ESCALATION: ")
+
+
+def test_a_restore_refuses_when_the_application_reads_another_table(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    resources = _orders(backup=True)
+    resources["ssm_parameters"] = {"/shop/orders/table-name": "orders-restored-20261101-000000"}
+    path = _scenario(
+        tmp_path,
+        "moved",
+        resources=resources,
+        steps=[{"restore": "orders"}],
+        expect={"outcomes": ["failed"]},
+    )
+
+    report = _run(simulator, path)
+
+    assert report.passed, [c for c in report.expectations if not c.passed]
+    [event] = report.events
+    assert event.error is not None
+    assert "reads 'orders-restored-20261101-000000', not orders" in event.error
+    assert report.resources_after["restored_tables"]["orders"] == {"copies": 0}
