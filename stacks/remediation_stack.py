@@ -18,6 +18,7 @@ from stacks import names
 from stacks.constructs.approval_flow import ApprovalFlow
 from stacks.constructs.audit_table import AuditTable
 from stacks.constructs.expiry import Expiry
+from stacks.constructs.flow_watch import FlowWatch
 from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
@@ -126,6 +127,15 @@ class RemediationStack(Stack):
         )
         if expiry is not None:
             expiry.schedule(remediator.function, trigger_dead_letters)
+        if approval is not None:
+            FlowWatch(
+                self,
+                "FlowWatch",
+                state_machine_arns=[approval.state_machine_arn]
+                + ([restore.state_machine_arn] if restore else []),
+                function=remediator.function,
+                dead_letter_queue=trigger_dead_letters,
+            )
         PresetAlarms(self, "PresetAlarms", policies=policy_file.policies)
         AlarmTriggers(
             self,
@@ -160,12 +170,7 @@ class RemediationStack(Stack):
             ),
         )
         CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))
-        if approval is not None:
-            CfnOutput(self, "ApprovalsTableName", value=approval.table.table_name)
-            CfnOutput(self, "ApprovalStateMachineArn", value=approval.state_machine_arn)
-            CfnOutput(self, "ApprovalEndpointFunction", value=approval.endpoint.function_name)
-        if restore is not None:
-            CfnOutput(self, "RestoreStateMachineArn", value=restore.state_machine_arn)
+        self._flow_outputs(approval, restore)
 
     def _state_machine_arn(self, name: str) -> str:
         return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{name}"
@@ -202,3 +207,12 @@ class RemediationStack(Stack):
                 )
             ],
         )
+
+    def _flow_outputs(self, approval: ApprovalFlow | None, restore: RestoreFlow | None) -> None:
+        """What the operator commands (`remediate approvals`, `remediate restore`) look up."""
+        if approval is not None:
+            CfnOutput(self, "ApprovalsTableName", value=approval.table.table_name)
+            CfnOutput(self, "ApprovalStateMachineArn", value=approval.state_machine_arn)
+            CfnOutput(self, "ApprovalEndpointFunction", value=approval.endpoint.function_name)
+        if restore is not None:
+            CfnOutput(self, "RestoreStateMachineArn", value=restore.state_machine_arn)

@@ -64,6 +64,9 @@ _ESCALATE = frozenset(
 # A flow action's event while its state machine runs; how far back a running one is looked for.
 FLOW_STARTED = "flow_started"
 FLOW_LOOKBACK = timedelta(days=30)
+# How Step Functions reports an execution's end (EventBridge), and the endings without success.
+FLOW_ENDED_DETAIL_TYPE = "Step Functions Execution Status Change"
+FLOW_ENDINGS = ("FAILED", "TIMED_OUT", "ABORTED")
 # How an approval flow ends without an approved change, and the reason recorded for it.
 _UNAPPROVED = {"rejected": "rejected", "timeout": "approval_timeout"}
 
@@ -585,6 +588,39 @@ class Remediator:
                 fields = base | {"changes": changes, "after": {"undone": undone}}
                 records.append(self._finish(fields, Outcome.APPLIED, EXPIRED_REASON, policy))
         return records
+
+    def flow_ended(self, event: dict[str, Any]) -> AuditRecord:
+        """A flow's execution ended without success (its status-change event). If the event it
+        ran for is still `pending`, the flow could not record how it ended: record it failed,
+        and escalate. Either way the status change itself is recorded."""
+        detail = event.get("detail") or {}
+        try:
+            flow_input = json.loads(detail.get("input") or "{}")
+        except ValueError:
+            flow_input = {}
+        # The approval flow's input is the request; the restore flow's, {"start": {...}}.
+        event_id = (flow_input.get("start") or flow_input).get("event_id")
+        status, execution = detail.get("status"), detail.get("executionArn")
+        now = clock.now()
+        record = self.audit.get(str(event_id)) if event_id else None
+        if record is not None and record.outcome is Outcome.PENDING:
+            policy = self.policies.policy_named(record.policy) if record.policy else None
+            fields = record.model_dump(exclude={"outcome", "reason", "recorded_at", "escalated"})
+            error = f"its flow {execution} ended {status} before it recorded an outcome"
+            return self._finish(
+                fields | {"error": error},
+                Outcome.FAILED,
+                "flow_ended",
+                policy,
+                notify=True,
+                escalated=True,
+            )
+        note = f"flow {execution} ended {status}; event {event_id} has its outcome already"
+        return self._finish(
+            {"event_id": str(event["id"]), "started_at": now, "error": note},
+            Outcome.SKIPPED,
+            "flow_recorded",
+        )
 
     def verify(self, request: VerifyRequest) -> AuditRecord | None:
         """At an action's verification deadline: escalate if its alarm is still in ALARM."""

@@ -22,7 +22,7 @@ import remediators.actions  # noqa: F401  (registers the actions the policy file
 from remediators.core.audit import AuditRecord
 from remediators.core.aws import client
 from remediators.core.events import AlarmEvent
-from remediators.core.remediate import Remediator
+from remediators.core.remediate import FLOW_ENDED_DETAIL_TYPE, Remediator
 from remediators.core.settings import Settings
 from remediators.core.verify import VerifyRequest
 
@@ -66,6 +66,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     remediator = _remediator(Settings.from_env(), context.invoked_function_arn)
     if event.get("kind") == "verify":
         return _verify(remediator, event)
+    if event.get("detail-type") == FLOW_ENDED_DETAIL_TYPE:  # a flow that could not record
+        record = remediator.flow_ended(event)
+        _count(record)
+        return record.model_dump(mode="json")
     if event.get("detail-type") == "Scheduled Event":  # the expiry schedule
         records = remediator.expire_due(str(event["id"]))
         for record in records:

@@ -793,3 +793,90 @@ def test_verification_after_the_alarm_recovered_does_not_escalate(
 
     assert result["verified"] is True
     assert inbox() == []
+
+
+def _execution_ended(status: str, flow_input: dict[str, Any]) -> dict[str, Any]:
+    """The event Step Functions sends to EventBridge when a Standard execution ends."""
+    machine = (
+        "arn:aws:states:us-east-1:123456789012:stateMachine:autoremediate-Autoremediate-restore"
+    )
+    execution = machine.replace(":stateMachine:", ":execution:") + ":restore-1"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": "2026-11-26T19:40:00Z",
+        "region": "us-east-1",
+        "resources": [execution],
+        "detail": {
+            "executionArn": execution,
+            "stateMachineArn": machine,
+            "name": "restore-1",
+            "status": status,
+            "startDate": 1795700000000,
+            "stopDate": 1795700400000,
+            "input": json.dumps(flow_input),
+            "output": None,
+        },
+    }
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
+def test_a_flow_that_ended_without_recording_its_outcome_is_recorded_failed_and_escalated(
+    handler: Any, function_env: dict[str, str], inbox: Any, status: str
+) -> None:
+    audit = AuditStore(function_env["AUDIT_TABLE_NAME"])
+    now = clock.now()
+    audit.put(
+        AuditRecord(
+            event_id="restore-waiting",
+            outcome=Outcome.PENDING,
+            reason="awaiting_cutover_approval",
+            policy="orders-restore",
+            action="dynamodb.restore_from_backup",
+            target="dynamodb:table/orders",
+            approval={"id": "a1", "execution": "x"},
+            started_at=now,
+            recorded_at=now,
+        )
+    )
+
+    result = handler(
+        _execution_ended(status, {"start": {"event_id": "restore-waiting"}}), LambdaContext()
+    )
+
+    assert (result["outcome"], result["reason"]) == ("failed", "flow_ended")
+    record = audit.get("restore-waiting")
+    assert record is not None
+    assert (record.outcome, record.reason, record.escalated) == (Outcome.FAILED, "flow_ended", True)
+    assert record.error is not None
+    assert f"ended {status} before it recorded an outcome" in record.error
+    assert record.approval == {"id": "a1", "execution": "x"}  # who was asked is kept
+    [message] = inbox()
+    assert message["Subject"] == "[autoremediate] ESCALATION: flow_ended on dynamodb:table/orders"
+
+
+def test_a_flow_that_recorded_its_own_ending_is_left_as_it_recorded(
+    handler: Any, function_env: dict[str, str], inbox: Any
+) -> None:
+    audit = AuditStore(function_env["AUDIT_TABLE_NAME"])
+    now = clock.now()
+    final = AuditRecord(
+        event_id="restore-done",
+        outcome=Outcome.FAILED,
+        reason="restore_failed",
+        target="dynamodb:table/orders",
+        started_at=now,
+        recorded_at=now,
+    )
+    audit.put(final)
+    event = _execution_ended("FAILED", {"start": {"event_id": "restore-done"}})
+
+    result = handler(event, LambdaContext())
+
+    assert (result["outcome"], result["reason"]) == ("skipped", "flow_recorded")
+    assert audit.get("restore-done") == final
+    assert audit.get(event["id"]) is not None  # the status change itself is on the record
+    assert inbox() == []

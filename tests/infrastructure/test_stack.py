@@ -66,7 +66,7 @@ def test_one_rule_matches_exactly_the_policy_alarms_entering_alarm_or_ok(
     [rule] = [
         rule
         for rule in _of_type(template_json, "AWS::Events::Rule").values()
-        if "EventPattern" in rule["Properties"]
+        if rule["Properties"].get("EventPattern", {}).get("source") == ["aws.cloudwatch"]
     ]
 
     assert rule["Properties"]["EventPattern"] == {
@@ -606,3 +606,26 @@ def test_the_lambda_presets_alarm_on_duration_near_the_timeout_and_on_the_error_
         if "MetricStat" in m
     }
     assert sums == {"errors": ("Errors", "Sum"), "invocations": ("Invocations", "Sum")}
+
+
+def test_flow_executions_that_end_without_success_go_to_the_remediator(
+    template_json: dict[str, Any],
+) -> None:
+    [rule] = [
+        rule["Properties"]
+        for rule in _of_type(template_json, "AWS::Events::Rule").values()
+        if rule["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+    ]
+
+    pattern = rule["EventPattern"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["status"] == ["FAILED", "TIMED_OUT", "ABORTED"]
+    machines = sorted(arn["Fn::Join"][1][-1] for arn in pattern["detail"]["stateMachineArn"])
+    assert machines == [
+        ":stateMachine:autoremediate-Autoremediate-approval",
+        ":stateMachine:autoremediate-Autoremediate-restore",
+    ]
+    [target] = rule["Targets"]
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("RemediatorFunction")
+    assert "DeadLetterConfig" in target
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4
