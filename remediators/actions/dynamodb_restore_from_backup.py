@@ -193,11 +193,12 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
         permissions = [
             *cls.permissions(target),
             Permission(
+                # Never a Scan of the source: it is often the throttled table; its sampled keys
+                # are looked up one by one.
                 actions=(
                     "dynamodb:DescribeTimeToLive",
                     "dynamodb:ListTagsOfResource",
                     "dynamodb:RestoreTableToPointInTime",
-                    "dynamodb:Scan",
                     "dynamodb:GetItem",
                 ),
                 resources=(_TABLE_ARN + table,),
