@@ -147,11 +147,13 @@ def _request(
 def _conclude(
     settings: Settings, policies: PolicyFile, state: dict[str, Any], job: RestoreJob, ending: str
 ) -> dict[str, Any]:
-    """The flow ended without a failure: record how, and notify."""
+    """The flow ended (done, rejected, timed out, stopped, or a failed cutover that keeps the
+    copy): record how, and notify."""
     outcome, reason, escalated = _ENDINGS[ending]
     # The decision that ended the flow (the cutover's, when done); none on a timeout.
-    decision = None if ending.endswith("timeout") else state.get("decision")
-    if decision is None:  # nobody decided: the approval is closed, not left pending
+    timed_out = ending.endswith(":timeout")
+    decision = None if timed_out else state.get("decision")
+    if timed_out:  # nobody decided: the approval is closed, not left pending
         stage = ending.split(":", 1)[0]
         approval_store(settings).close(approval_id_for(f"{job.event_id}:{stage}"), "expired")
     record = _record(
