@@ -35,7 +35,7 @@ from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.policy import Policy, PolicyFile, load_policy_file
-from remediators.core.registry import Action, Plan, Target, get_action
+from remediators.core.registry import Action, Diagnosis, Plan, Target, get_action
 from remediators.core.revert import describe_changes
 from remediators.core.settings import Settings
 from remediators.core.verify import Scheduler, VerifyRequest, alarm_state
@@ -164,7 +164,7 @@ class Remediator:
         base = _base(event)
         policy: Policy | None = None
         try:
-            step = self._assess(event, base)
+            step = self._assess(event, base, previous)
             policy = step.policy
             if step.stop == _RECOVERY:
                 return self._recovery(base, event.detail)
@@ -238,9 +238,12 @@ class Remediator:
             return self._record(base, Outcome.PENDING, "awaiting_approval")
         return self._record(base, Outcome.APPLIED, None)
 
-    def _assess(self, event: AlarmEvent, base: dict[str, Any]) -> _Step:
+    def _assess(
+        self, event: AlarmEvent, base: dict[str, Any], previous: AuditRecord | None = None
+    ) -> _Step:
         """Alarm state, policy, target and kill switch: the decisions before any lock.
-        Adds what it learns (policy, action, target) to the audit fields `base`."""
+        Adds what it learns (policy, action, target) to the audit fields `base`. `previous`:
+        this event's record from an earlier attempt, if any."""
         alarm = event.detail
         if alarm.state.value is AlarmStateValue.OK:
             return _Step(stop=_RECOVERY)
@@ -258,18 +261,27 @@ class Remediator:
             return _Step(policy, stop="disabled")
         action = policy.action_class(target, policy.params, alarm)
         return (
-            self._diagnosed(policy, action, alarm, base)
+            self._diagnosed(policy, action, alarm, base, previous)
             if action.diagnoses
             else _Step(policy, action)
         )
 
     @staticmethod
     def _diagnosed(
-        policy: Policy, diagnoser: Action[Any, Any], alarm: AlarmDetail, base: dict[str, Any]
+        policy: Policy,
+        diagnoser: Action[Any, Any],
+        alarm: AlarmDetail,
+        base: dict[str, Any],
+        previous: AuditRecord | None,
     ) -> _Step:
         """Run a diagnosing action; the action it chooses becomes the event's action, its
-        target the event's target (the lock, cooldown and circuit breaker guard that)."""
-        diagnosis = diagnoser.diagnose()
+        target the event's target (the lock, cooldown and circuit breaker guard that). A retry
+        of an event whose attempt failed keeps that attempt's choice: its change may have gone
+        through, and a new diagnosis would read the figures that change moved."""
+        if previous is not None and previous.outcome is Outcome.FAILED and previous.diagnosis:
+            diagnosis = Diagnosis.model_validate(previous.diagnosis)
+        else:
+            diagnosis = diagnoser.diagnose()
         base["diagnosis"] = diagnosis.model_dump(mode="json")
         if diagnosis.action is None:
             return _Step(policy, stop="inconclusive")

@@ -13,11 +13,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from remediators.actions import api_diagnose
 from remediators.actions.api_diagnose import ApiDiagnose, ApiDiagnoseParams, ApiTarget
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
+from remediators.core.aws import client
 from remediators.core.errors import ActionError, PolicyFileError, TargetNotFound
 from remediators.core.events import AlarmDetail
 from remediators.core.guardrails import ResourceLocks
@@ -207,6 +209,39 @@ def test_a_function_near_its_timeout_gets_a_longer_one_and_the_figures_are_recor
     )
     assert (slow["errors"], quick["errors"], quick["duration_max_ms"]) == (20, 1, 120)
     assert "9700 ms, 97% of its 10 s timeout" in record.diagnosis["reason"]
+
+
+@pytest.mark.usefixtures("use_policy")
+def test_a_retry_after_a_lost_answer_keeps_the_first_choice_and_changes_nothing_more(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    # The timeout update goes through, but its answer is lost (read timeout after the call)
+    _slow_api_handler()
+    event = _event()
+    lost = [True]
+
+    def lose_the_answer(**_: Any) -> None:
+        if lost.pop() if lost else False:
+            raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
+
+    client("lambda").meta.events.register(
+        "after-call.lambda.UpdateFunctionConfiguration", lose_the_answer
+    )
+    with pytest.raises(ReadTimeoutError):
+        handler(event, LambdaContext())
+    assert _audit(function_env, event["id"]).outcome is Outcome.FAILED
+    assert _timeout() == 15  # made, although the attempt failed
+
+    # Lambda retries the event: 9.7 s of a 15 s timeout would diagnose nothing now
+    result = handler(event, LambdaContext())
+
+    assert (result["outcome"], result["action"]) == ("applied", "lambda.raise_timeout")
+    assert _timeout() == 15  # not raised a second time
+    record = _audit(function_env, event["id"])
+    assert record.diagnosis is not None
+    assert record.diagnosis["figures"]["api-handler"]["timeout_s"] == 10  # the first reading
+    assert record.error is not None
+    assert "its change went through: not made again" in record.error
 
 
 def test_a_refire_inside_the_cooldown_is_skipped_on_the_function_it_changed(
