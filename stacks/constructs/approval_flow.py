@@ -9,7 +9,7 @@ endpoint behind the emailed links, the table of pending approvals and the link-s
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,11 +21,8 @@ from constructs import Construct
 
 from stacks import names
 from stacks.constructs.remediator_function import RemediatorFunction, function_role
+from stacks.constructs.state_machines import decision_task, lambda_task, standard_state_machine
 from stacks.constructs.tables import state_table
-
-# A decision may take up to this long (the policy model's limit); the execution a day more.
-_MAX_EXECUTION = Duration.days(366)
-_TASK_TIMEOUT = Duration.seconds(names.REMEDIATOR_TIMEOUT_SECONDS + 30)
 
 
 class ApprovalFlow(Construct):
@@ -160,21 +157,11 @@ class ApprovalFlow(Construct):
         )
 
     def _state_machine(self) -> sfn.StateMachine:
-        request = tasks.LambdaInvoke(
+        request = decision_task(
             self,
             "RequestApproval",
-            lambda_function=self.tasks,
-            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "task": "request",
-                    "token": sfn.JsonPath.task_token,
-                    "execution": sfn.JsonPath.execution_id,
-                    "request": sfn.JsonPath.entire_payload,
-                }
-            ),
-            result_path="$.decision",
-            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+            self.tasks,
+            {"task": "request", "request": sfn.JsonPath.entire_payload},
         )
         apply = self._task("ApplyApprovedChange", {"task": "apply"}, with_decision=True)
         reject = self._task(
@@ -191,21 +178,9 @@ class ApprovalFlow(Construct):
             .when(sfn.Condition.string_equals("$.decision.decision", "approve"), apply)
             .otherwise(reject)
         )
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=self.state_machine_name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(request.next(decision)),
-            timeout=_MAX_EXECUTION,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
+        return standard_state_machine(
+            self, self.state_machine_name, request.next(decision), self.tasks
         )
-        acknowledge_state_machine_role(state_machine, self.tasks)
-        return state_machine
 
     def _task(
         self, construct_id: str, fields: dict[str, str], *, with_decision: bool = False
@@ -213,32 +188,4 @@ class ApprovalFlow(Construct):
         payload = {**fields, "request": sfn.JsonPath.entire_payload}
         if with_decision:
             payload["decision"] = sfn.JsonPath.string_at("$.decision")
-        return tasks.LambdaInvoke(
-            self,
-            construct_id,
-            lambda_function=self.tasks,
-            payload=sfn.TaskInput.from_object(payload),
-            output_path="$.Payload",
-            task_timeout=sfn.Timeout.duration(_TASK_TIMEOUT),
-        )
-
-
-def acknowledge_state_machine_role(
-    state_machine: sfn.StateMachine, tasks: lambda_.Function
-) -> None:
-    """The wildcards CDK gives a traced, logging state machine that invokes `tasks`."""
-    tasks_function = tasks.node.default_child
-    assert isinstance(tasks_function, lambda_.CfnFunction)
-    tasks_id = Stack.of(state_machine).get_logical_id(tasks_function)
-    Validations.of(state_machine.role).acknowledge(
-        Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray tracing (xray:PutTraceSegments, ...) and log delivery "
-            "(logs:CreateLogDelivery, ...) accept no resource ARN",
-        ),
-        Acknowledgment(
-            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{tasks_id}.Arn>:*]",
-            reason="lambda:InvokeFunction on the tasks function's versions and aliases "
-            "(CDK grants the function and its qualifiers)",
-        ),
-    )
+        return lambda_task(self, construct_id, self.tasks, payload)

@@ -13,7 +13,7 @@ function, with a role that may restore, check and delete only `<table>-restored-
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -30,7 +30,7 @@ from remediators.actions.dynamodb_restore_from_backup import (
 )
 from remediators.core.policy import Policy
 from stacks import names
-from stacks.constructs.approval_flow import ApprovalFlow, acknowledge_state_machine_role
+from stacks.constructs.approval_flow import ApprovalFlow
 from stacks.constructs.audit_table import AuditTable
 from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.remediator_function import (
@@ -39,10 +39,7 @@ from stacks.constructs.remediator_function import (
     action_statements,
     function_role,
 )
-
-# Two decisions of up to the policy's approval_timeout each, and the restore between them.
-_MAX_EXECUTION = Duration.days(366)
-_TASK_TIMEOUT = Duration.seconds(names.REMEDIATOR_TIMEOUT_SECONDS + 30)
+from stacks.constructs.state_machines import decision_task, lambda_task, standard_state_machine
 
 
 class RestoreFlow(Construct):
@@ -153,40 +150,15 @@ class RestoreFlow(Construct):
         definition = prepare.next(restore_approval.request)
         restore_approval.on_approve(start.next(check).next(table_ready))
 
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=self.state_machine_name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=_MAX_EXECUTION,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
-        )
-        acknowledge_state_machine_role(state_machine, self.tasks)
-        return state_machine
+        return standard_state_machine(self, self.state_machine_name, definition, self.tasks)
 
     def _approval(self, stage: str, on_error: sfn.IChainable) -> _Approval:
         title = stage.capitalize()
-        request = tasks.LambdaInvoke(
+        request = decision_task(
             self,
             f"Request{title}Approval",
-            lambda_function=self.tasks,
-            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "task": "request",
-                    "stage": stage,
-                    "token": sfn.JsonPath.task_token,
-                    "execution": sfn.JsonPath.execution_id,
-                    "state": sfn.JsonPath.entire_payload,
-                }
-            ),
-            result_path="$.decision",
-            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+            self.tasks,
+            {"task": "request", "stage": stage, "state": sfn.JsonPath.entire_payload},
         )
         timeout = self._record(
             f"Record{title}Timeout", {"task": "conclude", "ending": f"{stage}:timeout"}
@@ -214,14 +186,8 @@ class RestoreFlow(Construct):
 
     def _task(self, construct_id: str, fields: dict[str, str]) -> tasks.LambdaInvoke:
         """A task that gets the flow's state and returns the next one."""
-        payload: dict[str, Any] = {**fields, "state": sfn.JsonPath.entire_payload}
-        return tasks.LambdaInvoke(
-            self,
-            construct_id,
-            lambda_function=self.tasks,
-            payload=sfn.TaskInput.from_object(payload),
-            output_path="$.Payload",
-            task_timeout=sfn.Timeout.duration(_TASK_TIMEOUT),
+        return lambda_task(
+            self, construct_id, self.tasks, {**fields, "state": sfn.JsonPath.entire_payload}
         )
 
 
