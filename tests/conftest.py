@@ -127,6 +127,24 @@ def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 1
     create(FunctionSpec(name=name, timeout=timeout, memory=memory))
 
 
+def create_blocks_table(name: str) -> None:
+    """The IP blocks ledger's table, keyed as the stack's (`stacks/constructs/expiry.py`)."""
+    import boto3
+
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "ip_set", "KeyType": "HASH"},
+            {"AttributeName": "address", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "ip_set", "AttributeType": "S"},
+            {"AttributeName": "address", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 @pytest.fixture
 def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make moto's DynamoDB writes atomic, as DynamoDB's conditional writes are: moto checks a

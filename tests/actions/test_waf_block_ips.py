@@ -22,6 +22,7 @@ from remediators.core.aws import client
 from remediators.core.blocks import BlockLedger
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmDetail
+from tests.conftest import create_blocks_table
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -32,18 +33,7 @@ KEY = "wafv2:ipset/REGIONAL/blocked-ips"
 
 @pytest.fixture(autouse=True)
 def blocks_table(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=BLOCKS_TABLE,
-        KeySchema=[
-            {"AttributeName": "ip_set", "KeyType": "HASH"},
-            {"AttributeName": "address", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "ip_set", "AttributeType": "S"},
-            {"AttributeName": "address", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_blocks_table(BLOCKS_TABLE)
     monkeypatch.setenv("BLOCKS_TABLE_NAME", BLOCKS_TABLE)
     clock.use_simulated_time()  # backoff and polling sleeps return at once
 

@@ -55,7 +55,7 @@ from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client, reset_clients
 from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, create_blocks_table, load_event
 
 # --- the happy paths: one per action, and the autoscaled table's own path -------------------
 
@@ -504,7 +504,7 @@ def discovered() -> dict[str, tuple[Call, ...]]:
                         boto3.setup_default_session()
                         session = boto3.DEFAULT_SESSION
                         assert session is not None
-                        _blocks_table("blocks")
+                        create_blocks_table("blocks")
                         alarm_at = _write_access_logs()
                         create_resources(path.resources)
                         calls.install(session.events)
@@ -518,21 +518,6 @@ def discovered() -> dict[str, tuple[Call, ...]]:
             reset_clients()
             clock.use_real_time()
     return found
-
-
-def _blocks_table(name: str) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "ip_set", "KeyType": "HASH"},
-            {"AttributeName": "address", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "ip_set", "AttributeType": "S"},
-            {"AttributeName": "address", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 def _run_steps(policies: Any, path: HappyPath, alarm_at: datetime) -> None:
