@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING
 
-from remediators.core.audit import AuditRecord, Outcome
+from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
 
 if TYPE_CHECKING:  # only the approval flow's tasks render requests
     from remediators.core.approval import ApprovalRequest
 
-__all__ = ["Notifier", "render", "render_approval_request"]
+__all__ = ["Notifier", "publish", "render", "render_approval_request"]
+
+logger = logging.getLogger(__name__)
 
 _WHY_ESCALATED = {
     "at_cap": "Nothing was changed: the resource is already at the policy's maximum or the "
@@ -75,6 +78,20 @@ class Notifier:
         """Publish `record` to every channel (operator actions such as reverts)."""
         for channel in sorted(self.topics):
             self.notify(record, channel)
+
+
+def publish(
+    record: AuditRecord, audit: AuditStore, notifier: Notifier, channel: str | None
+) -> None:
+    """Write `record` (the source of truth), then tell `channel` about it (None: nobody). A
+    message that cannot be sent is logged, never raised: the record stands."""
+    audit.put(record)
+    if channel is None:
+        return
+    try:
+        notifier.notify(record, channel)
+    except Exception:
+        logger.exception("could not notify about %s", record.event_id)
 
 
 def render(record: AuditRecord) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from remediators.core.audit import EXPIRED_REASON, AuditRecord, AuditStore, Outc
 from remediators.core.errors import TargetNotFound
 from remediators.core.events import AlarmDetail, AlarmEvent, AlarmStateValue
 from remediators.core.guardrails import KillSwitch, ResourceLocks
-from remediators.core.notify import Notifier
+from remediators.core.notify import Notifier, publish
 from remediators.core.policy import Policy, PolicyFile, load_policy_file
 from remediators.core.registry import Action, Diagnosis, Plan, Target, get_action
 from remediators.core.revert import describe_changes
@@ -718,10 +718,6 @@ class Remediator:
         escalated: bool = False,
     ) -> AuditRecord:
         record = self._record(fields | {"escalated": escalated}, outcome, reason)
-        self.audit.put(record)
-        if notify and policy is not None:
-            try:
-                self.notifier.notify(record, self.policies.channel(policy))
-            except Exception:  # the record is the source of truth; a lost message is logged
-                logger.exception("could not notify about %s", record.event_id)
+        channel = self.policies.channel(policy) if notify and policy is not None else None
+        publish(record, self.audit, self.notifier, channel)
         return record

@@ -39,7 +39,7 @@ from remediators.core.approval import ApprovalRequest, approval_id_for
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.errors import ActionError
 from remediators.core.guardrails import KillSwitch
-from remediators.core.notify import Notifier
+from remediators.core.notify import Notifier, publish
 from remediators.core.policy import Policy, PolicyFile, load_policy_file
 from remediators.core.registry import Plan
 from remediators.core.settings import Settings
@@ -407,15 +407,13 @@ def _put_record(
         recorded_at=now,
         **{"started_at": now} | fields,
     )
-    AuditStore(settings.audit_table).put(record)
+    channel = None
     if notify:
         policy = policies.policy_named(record.policy) if record.policy else None
-        try:
-            Notifier(settings.notification_topics).notify(
-                record, policies.channel(policy) if policy else policies.defaults.notify
-            )
-        except Exception:  # the record is the source of truth; a lost message is logged
-            logger.exception("could not notify about the restore %s", record.event_id)
+        # A restore no policy names (`remediate restore` of another table) tells the defaults.
+        channel = policies.channel(policy) if policy else policies.defaults.notify
+    audit, notifier = AuditStore(settings.audit_table), Notifier(settings.notification_topics)
+    publish(record, audit, notifier, channel)
     return record
 
 
