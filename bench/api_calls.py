@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 
 from bench.common import ROOT, alarm_event, create_table, deployed_handler
-from remediators.cli.lambda_runtime import LambdaContext
+from remediators.simulator.lambda_runtime import LambdaContext
 
 # What each path cannot do without: the change itself, and the guardrail and audit writes.
 MINIMUM: dict[str, dict[str, str]] = {

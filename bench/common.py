@@ -41,9 +41,9 @@ def deployed_handler(
     from moto import mock_aws
 
     import remediators.actions  # noqa: F401
-    from remediators.cli.deploy import deploy, synthesize
-    from remediators.cli.local_aws import LocalAws
     from remediators.core.aws import reset_clients
+    from remediators.simulator.deploy import deploy, synthesize
+    from remediators.simulator.local_aws import LocalAws
 
     assembly = synthesize(policy)
     reset_clients()

@@ -28,7 +28,7 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
 
 
 def run(samples: int = 3) -> dict[str, Any]:
-    from remediators.cli.deploy import zip_directory
+    from remediators.simulator.deploy import zip_directory
 
     ours, empty = [], []
     with tempfile.TemporaryDirectory() as workdir:

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 
 from bench.common import ROOT, alarm_event, create_table, deployed_handler, median
-from remediators.cli.lambda_runtime import LambdaContext
+from remediators.simulator.lambda_runtime import LambdaContext
 
 
 def run(events: int = 60) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from bench.common import median, quiet_stdout
 
 def run() -> dict[str, Any]:
     import remediators.actions  # noqa: F401
-    from remediators.cli.local_aws import local_aws
-    from remediators.cli.runner import Simulator
-    from remediators.cli.scenario import built_in_scenarios, load_scenario
+    from remediators.simulator.local_aws import local_aws
+    from remediators.simulator.runner import Simulator
+    from remediators.simulator.scenario import built_in_scenarios, load_scenario
 
     results: dict[str, Any] = {}
     with local_aws() as aws, quiet_stdout():

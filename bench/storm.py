@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, alarm_event, quiet_stdout
-from remediators.cli.lambda_runtime import LambdaContext
+from remediators.simulator.lambda_runtime import LambdaContext
 
 POLICY = ROOT / "bench" / "storm-policy.yaml"
 TABLES, ALARMS, FIRES, COPIES, FLAPPING, FLAPS = 200, 1000, 3, 3, 50, 20
@@ -39,8 +39,8 @@ def serve(policy: Path) -> None:
     import boto3
 
     import remediators.actions  # noqa: F401
-    from remediators.cli.deploy import deploy, synthesize
-    from remediators.cli.local_aws import local_aws
+    from remediators.simulator.deploy import deploy, synthesize
+    from remediators.simulator.local_aws import local_aws
 
     assembly = synthesize(policy)
     with local_aws() as aws:

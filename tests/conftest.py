@@ -26,9 +26,9 @@ for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="autoremediate-test-cache-")
 
 import remediators.actions  # noqa: E402,F401  (registers the actions)
-from remediators.cli.lambda_runtime import LambdaContext  # noqa: E402,F401  (for the tests)
 from remediators.core import clock  # noqa: E402
 from remediators.core.aws import reset_clients  # noqa: E402
+from remediators.simulator.lambda_runtime import LambdaContext  # noqa: E402,F401  (for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -44,7 +44,7 @@ def aws() -> Iterator[None]:
     """An empty moto account, in-process."""
     from moto import mock_aws
 
-    from remediators.cli.local_aws import add_lambda_account_settings
+    from remediators.simulator.local_aws import add_lambda_account_settings
 
     add_lambda_account_settings()  # moto 5.2 lacks Lambda's GetAccountSettings
     reset_clients()
@@ -57,7 +57,7 @@ def aws() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The cloud assembly synthesized from remediation.yaml, once per test session."""
-    from remediators.cli.deploy import synthesize
+    from remediators.simulator.deploy import synthesize
 
     return synthesize(ROOT / "remediation.yaml", tmp_path_factory.mktemp("synth"))
 
@@ -65,8 +65,8 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def deployed(aws: None, assembly: Path) -> Any:
     """The synthesized stack deployed into moto through CloudFormation."""
-    from remediators.cli.deploy import deploy
-    from remediators.cli.local_aws import LocalAws
+    from remediators.simulator.deploy import deploy
+    from remediators.simulator.local_aws import LocalAws
 
     return deploy(assembly, LocalAws(endpoint_url="in-process"))
 
@@ -121,8 +121,8 @@ def handler(function_env: dict[str, str]) -> Any:
 
 def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 128) -> None:
     """A function in moto, as the simulator creates scenario functions (code never run)."""
-    from remediators.cli.resources import create_function as create
-    from remediators.cli.scenario import FunctionSpec
+    from remediators.simulator.resources import create_function as create
+    from remediators.simulator.scenario import FunctionSpec
 
     create(FunctionSpec(name=name, timeout=timeout, memory=memory))
 

@@ -11,15 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from remediators.cli.alarm_events import read_event_file
-from remediators.cli.operator import DEFAULT_STACK, deployed_settings, stack_outputs
 from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.events import AlarmEvent
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
+from remediators.core.operations import DEFAULT_STACK, deployed_settings, stack_outputs
 from remediators.core.policy import load_policy_file
 from remediators.core.remediate import Remediator
 from remediators.core.verify import Scheduler
+from remediators.simulator.alarm_events import read_event_file
 
 __all__ = ["explain"]
 
@@ -33,8 +33,8 @@ def explain(
     with ExitStack() as stack:
         where = "the account"
         if simulate:
-            from remediators.cli.deploy import deploy, synthesize
-            from remediators.cli.local_aws import local_aws
+            from remediators.simulator.deploy import deploy, synthesize
+            from remediators.simulator.local_aws import local_aws
 
             aws = stack.enter_context(local_aws())
             stack_name = deploy(synthesize(policy_path), aws).name
@@ -67,7 +67,7 @@ def _rules(event: dict[str, Any], stack_name: str) -> list[str]:
     """The stack's deployed rules, matched as the simulator routes (moto's pattern matcher)."""
     import boto3
 
-    from remediators.cli.routing import Router
+    from remediators.simulator.routing import Router
 
     stack_outputs(stack_name)  # a clear error when the stack is not there
     paginator = boto3.client("cloudformation").get_paginator("list_stack_resources")

@@ -188,7 +188,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from remediators.cli.operator import deployed_settings, format_history, history, parse_since
+    from remediators.cli.operator import parse_since
+    from remediators.core.operations import deployed_settings, format_history, history
 
     since = parse_since(args.since)
     records = history(deployed_settings(args.stack), since, args.resource)
@@ -198,7 +199,7 @@ def _history(args: argparse.Namespace) -> int:
 
 def _revert(args: argparse.Namespace) -> int:
     import remediators.actions  # noqa: F401  (registers the actions)
-    from remediators.cli.operator import deployed_settings, revert_action
+    from remediators.core.operations import deployed_settings, revert_action
 
     record = revert_action(deployed_settings(args.stack), args.event_id, force=args.force)
     print(f"reverted {args.event_id} as {record.event_id}:")
@@ -208,7 +209,8 @@ def _revert(args: argparse.Namespace) -> int:
 
 
 def _approvals(args: argparse.Namespace) -> int:
-    from remediators.cli.operator import decide_approval, format_approvals, list_approvals
+    from remediators.cli.operator import format_approvals
+    from remediators.core.operations import decide_approval, list_approvals
 
     if args.verb == "list":
         print(format_approvals(list_approvals(args.stack, everything=args.all)))
@@ -222,7 +224,7 @@ def _approvals(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from remediators.cli.operator import start_restore
+    from remediators.core.operations import start_restore
 
     event_id, execution = start_restore(
         args.stack, args.table, args.backup, True if args.pitr_latest else None
@@ -234,7 +236,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from remediators.cli.operator import dead_letters, replay, stack_outputs
+    from remediators.core.operations import dead_letters, replay, stack_outputs
 
     letters = dead_letters(args.stack, hold=args.replay)
     for letter in letters:
@@ -252,7 +254,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from remediators.cli.scenario import built_in_scenarios, load_scenario
+    from remediators.simulator.scenario import built_in_scenarios, load_scenario
 
     built_in = built_in_scenarios()
     if args.list:
@@ -270,9 +272,10 @@ def _simulate(args: argparse.Namespace) -> int:
     scenarios = [(load_scenario(path), path) for path in paths]
 
     import remediators.actions  # noqa: F401  (registers the actions)
-    from remediators.cli.local_aws import local_aws
-    from remediators.cli.report import render_json, render_text
-    from remediators.cli.runner import Simulator, unused_permissions
+    from remediators.simulator.local_aws import local_aws
+    from remediators.simulator.permission_use import unused_permissions
+    from remediators.simulator.report import render_json, render_text
+    from remediators.simulator.runner import Simulator
 
     reports = []
     with local_aws() as aws:
@@ -296,7 +299,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _scenario_path(name: str, built_in: dict[str, Path]) -> Path:
-    from remediators.cli.scenario import ScenarioError
+    from remediators.simulator.scenario import ScenarioError
 
     if name in built_in:
         return built_in[name]

@@ -18,11 +18,11 @@ from remediators.actions.lambda_raise_concurrency import (
     RaiseConcurrencyParams,
 )
 from remediators.actions.lambda_raise_timeout import FunctionTarget
-from remediators.cli.lambda_runtime import LambdaContext
 from remediators.core.audit import AuditStore, Outcome
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmEvent
+from remediators.simulator.lambda_runtime import LambdaContext
 from tests.conftest import create_function, load_event
 
 pytestmark = pytest.mark.usefixtures("aws")

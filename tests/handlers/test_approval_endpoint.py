@@ -21,7 +21,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from remediators.cli.lambda_runtime import LambdaContext, function_url_event
 from remediators.core import clock
 from remediators.core.approval import (
     ApprovalRequest,
@@ -35,6 +34,7 @@ from remediators.core.approval import (
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client, reset_clients
 from remediators.core.registry import Plan
+from remediators.simulator.lambda_runtime import LambdaContext, function_url_event
 from stacks import names
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

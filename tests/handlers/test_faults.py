@@ -44,17 +44,17 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-from remediators.cli.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
-from remediators.cli.lambda_runtime import Invocation, LambdaRuntime
-from remediators.cli.local_aws import LocalAws
-from remediators.cli.operator import dead_letters, replay
-from remediators.cli.resources import create_resources, read_function, read_ip_set, read_table
-from remediators.cli.scenario import Bounds, FunctionSpec, IpSetSpec, Resources, TableSpec
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client, reset_clients
+from remediators.core.operations import dead_letters, replay
 from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
+from remediators.simulator.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
+from remediators.simulator.lambda_runtime import Invocation, LambdaRuntime
+from remediators.simulator.local_aws import LocalAws
+from remediators.simulator.resources import create_resources, read_function, read_ip_set, read_table
+from remediators.simulator.scenario import Bounds, FunctionSpec, IpSetSpec, Resources, TableSpec
 from tests.conftest import ROOT, create_blocks_table, load_event
 
 # --- the happy paths: one per action, and the autoscaled table's own path -------------------
@@ -485,7 +485,7 @@ def discovered() -> dict[str, tuple[Call, ...]]:
     does (plan, apply, read_back) on an empty moto with just its resources."""
     from moto import mock_aws
 
-    from remediators.cli.local_aws import add_lambda_account_settings
+    from remediators.simulator.local_aws import add_lambda_account_settings
 
     add_lambda_account_settings()
     policies = load_policy_file(ROOT / "remediation.yaml")

@@ -758,7 +758,7 @@ def test_a_throttled_kill_switch_read_fails_the_event_for_a_retry_instead_of_ski
 def test_an_operators_revert_counts_neither_for_cooldown_nor_for_recovery(
     handler: Handler, function_env: dict[str, str]
 ) -> None:
-    from remediators.cli.operator import deployed_settings, revert_action
+    from remediators.core.operations import deployed_settings, revert_action
 
     _table()
     clock.use_simulated_time()

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from remediators.cli.access import AccessChecker, call_of
+from remediators.simulator.access import AccessChecker, call_of
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
@@ -110,9 +110,9 @@ def test_scalable_targets_only_of_dynamodb(role: AccessChecker) -> None:
 def targetless_stack(aws: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The stack for the built-in scenarios' policy file, whose policies without a target may
     change any table or function: only the explicit deny keeps its own out of reach."""
-    from remediators.cli.deploy import deploy, synthesize
-    from remediators.cli.local_aws import LocalAws
-    from remediators.cli.scenario import BUILT_IN_DIR
+    from remediators.simulator.deploy import deploy, synthesize
+    from remediators.simulator.local_aws import LocalAws
+    from remediators.simulator.scenario import BUILT_IN_DIR
 
     assembly = synthesize(
         BUILT_IN_DIR / "policies" / "built-in.yaml", tmp_path_factory.mktemp("synth-built-in")

@@ -527,8 +527,8 @@ def test_cfn_lint_finds_no_error_in_the_synthesized_template(assembly: Path) -> 
 def test_cfn_lint_finds_no_error_with_target_less_policies(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from remediators.cli.deploy import synthesize
-    from remediators.cli.scenario import BUILT_IN_DIR
+    from remediators.simulator.deploy import synthesize
+    from remediators.simulator.scenario import BUILT_IN_DIR
 
     built_in = synthesize(
         BUILT_IN_DIR / "policies" / "built-in.yaml", tmp_path_factory.mktemp("synth-built-in")
@@ -569,8 +569,8 @@ def test_the_lambda_presets_alarm_on_duration_near_the_timeout_and_on_the_error_
 ) -> None:
     import yaml
 
-    from remediators.cli.deploy import synthesize
-    from remediators.cli.scenario import BUILT_IN_DIR
+    from remediators.simulator.deploy import synthesize
+    from remediators.simulator.scenario import BUILT_IN_DIR
 
     scenario = yaml.safe_load((BUILT_IN_DIR / "lambda-preset-alarms.yaml").read_text())
     policy = tmp_path / "presets.yaml"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from remediators.cli.local_aws import local_aws
-from remediators.cli.runner import Simulator
+from remediators.simulator.local_aws import local_aws
+from remediators.simulator.runner import Simulator
 
 
 @pytest.fixture(scope="session")

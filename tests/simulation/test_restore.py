@@ -11,8 +11,9 @@ import boto3
 import pytest
 import yaml
 
-from remediators.cli.runner import Report, Simulator
-from remediators.cli.scenario import built_in_scenarios, load_scenario
+from remediators.simulator.results import Report
+from remediators.simulator.runner import Simulator
+from remediators.simulator.scenario import built_in_scenarios, load_scenario
 
 BUILT_IN = built_in_scenarios()
 POLICY = str(BUILT_IN["restore-approved"].parent / "policies" / "built-in.yaml")
@@ -126,7 +127,7 @@ def test_a_copy_that_never_becomes_active_is_left_for_a_person_and_escalated(
 def test_a_table_without_a_backup_fails_before_anyone_is_asked(
     simulator: Simulator, tmp_path: Path
 ) -> None:
-    from remediators.cli.operator import list_approvals
+    from remediators.core.operations import list_approvals
 
     path = _scenario(
         tmp_path,
@@ -175,7 +176,7 @@ def test_the_emails_say_what_will_change_and_the_source_is_kept(simulator: Simul
 
 
 def test_a_cutover_nobody_decided_is_closed_not_left_pending(simulator: Simulator) -> None:
-    from remediators.cli.operator import list_approvals
+    from remediators.core.operations import list_approvals
 
     report = simulator.run(
         load_scenario(BUILT_IN["restore-cutover-timeout"]), "restore-cutover-timeout"

@@ -9,8 +9,10 @@ import pytest
 import yaml
 
 from remediators.cli.main import main
-from remediators.cli.runner import Report, Simulator, unused_permissions
-from remediators.cli.scenario import built_in_scenarios, load_scenario
+from remediators.simulator.permission_use import unused_permissions
+from remediators.simulator.results import Report
+from remediators.simulator.runner import Simulator
+from remediators.simulator.scenario import built_in_scenarios, load_scenario
 
 BUILT_IN = built_in_scenarios()
 
@@ -130,14 +132,14 @@ def test_an_ip_block_rejected_or_left_undecided_blocks_nothing(
     assert report.resources_after["waf_ip_sets"]["blocked-ips"] == {"addresses": ["192.0.2.10/32"]}
     escalation = report.events[-1].notifications
     assert any("ESCALATION" in n["subject"] for n in escalation)
-    from remediators.cli.operator import list_approvals
+    from remediators.core.operations import list_approvals
 
     [approval] = list_approvals(report.stack, everything=True)
     assert approval["status"] == ("rejected" if outcome else "expired")
 
 
 def test_an_operator_rejects_from_the_cli_once(simulator: Simulator, tmp_path: Path) -> None:
-    from remediators.cli.operator import ApprovalRefused, decide_approval, list_approvals
+    from remediators.core.operations import ApprovalRefused, decide_approval, list_approvals
 
     data = yaml.safe_load(BUILT_IN["approval-rejected"].read_text())
     data["policy"] = str(BUILT_IN["approval-rejected"].parent / data["policy"])
@@ -329,7 +331,7 @@ def test_validate_accepts_the_example_and_rejects_a_bad_file(
 def test_a_call_the_deployed_role_does_not_allow_fails_the_scenario(
     simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from remediators.cli.access import AccessChecker
+    from remediators.simulator.access import AccessChecker
 
     original = AccessChecker.allowed
     monkeypatch.setattr(

@@ -139,7 +139,7 @@ def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
     )
     invoked: list[tuple[str, str]] = []
     monkeypatch.setattr(
-        "remediators.cli.operator._invoke_async",
+        "remediators.core.operations._invoke_async",
         lambda function, replayed: invoked.append((function, replayed["id"])),
     )
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from remediators.cli.runner import EventResult, Report
+from remediators.simulator.results import EventResult, Report
 
 __all__ = ["render_json", "render_text"]
 

@@ -30,7 +30,7 @@ from typing import Any
 import boto3
 
 import remediators
-from remediators.cli.local_aws import LocalAws
+from remediators.simulator.local_aws import LocalAws
 
 __all__ = [
     "AsyncInvokeSettings",

@@ -32,7 +32,7 @@ __all__ = [
     "load_scenario",
 ]
 
-BUILT_IN_DIR = Path(str(resources.files("remediators.cli") / "scenarios"))
+BUILT_IN_DIR = Path(str(resources.files("remediators.simulator") / "scenarios"))
 
 
 class ScenarioError(AutoremediateError):

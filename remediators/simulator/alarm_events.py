@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 
-from remediators.cli.local_aws import LocalAws
 from remediators.core import clock
 from remediators.core.errors import AutoremediateError
 from remediators.core.events import ALARM_DETAIL_TYPE, ALARM_SOURCE
+from remediators.simulator.local_aws import LocalAws
 
 __all__ = ["read_event_file", "set_alarm_state"]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import boto3
 
-from remediators.cli.scenario import (
+from remediators.core import clock
+from remediators.simulator.scenario import (
     AccessLogSpec,
     AlarmSpec,
     FunctionSpec,
@@ -19,7 +20,6 @@ from remediators.cli.scenario import (
     Resources,
     TableSpec,
 )
-from remediators.core import clock
 
 __all__ = [
     "create_alarms",

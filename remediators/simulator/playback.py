@@ -1,40 +1,23 @@
-"""Run a scenario end to end on the local AWS and report what happened.
-
-Deploy the synthesized stack into moto, create the scenario's resources and alarms, then
-play the steps: each alarm state change becomes the event CloudWatch would send, routed by
-the deployed rules to the deployed function, whose handler runs in-process.
-"""
+"""One scenario's steps played against its deployed stack: alarms fired, events delivered by the
+deployed rules to the deployed functions, operators' and schedulers' parts played."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-from remediators.cli import resources
-from remediators.cli.access import AccessChecker, Grant
-from remediators.cli.alarm_events import read_event_file, set_alarm_state
-from remediators.cli.deploy import (
-    DeployedStack,
-    assets_bucket,
-    async_invoke_settings,
-    deploy,
-    synthesize,
-)
-from remediators.cli.lambda_runtime import HttpResponse, LambdaRuntime
-from remediators.cli.local_aws import LocalAws
-from remediators.cli.operator import (
+from remediators.core import clock
+from remediators.core.approval import ApprovalStore, Verdict
+from remediators.core.audit import AuditRecord, AuditStore, Outcome
+from remediators.core.aws import client
+from remediators.core.operations import (
     dead_letters,
     decide_approval,
     deployed_settings,
@@ -44,8 +27,20 @@ from remediators.cli.operator import (
     revert_action,
     start_restore,
 )
-from remediators.cli.routing import Route, Router
-from remediators.cli.scenario import (
+from remediators.core.policy import format_duration
+from remediators.core.revert import RevertRefused
+from remediators.core.verify import SCHEDULE_GROUP
+from remediators.simulator import pages, resources
+from remediators.simulator.alarm_events import read_event_file, set_alarm_state
+from remediators.simulator.deploy import (
+    DeployedStack,
+)
+from remediators.simulator.inbox import Inbox
+from remediators.simulator.lambda_runtime import HttpResponse, LambdaRuntime
+from remediators.simulator.local_aws import LocalAws
+from remediators.simulator.results import EventResult, Report
+from remediators.simulator.routing import Route, Router
+from remediators.simulator.scenario import (
     ApproveStep,
     AwaitTimeoutStep,
     EventStep,
@@ -66,161 +61,14 @@ from remediators.cli.scenario import (
     SweepStep,
     WaitStep,
 )
-from remediators.core import clock
-from remediators.core.approval import ApprovalStore, Verdict
-from remediators.core.audit import AuditRecord, AuditStore, Outcome
-from remediators.core.aws import client
-from remediators.core.policy import format_duration, load_policy_file, parse_policy_data
-from remediators.core.revert import RevertRefused
-from remediators.core.verify import SCHEDULE_GROUP
 
-__all__ = ["Check", "Entry", "EventResult", "Report", "Simulator", "unused_permissions"]
+__all__ = ["Playback"]
 
-_INLINE_POLICY = "inline-policy.json"
 # How long the simulator waits for an approval flow's next step (moto's interpreter).
 _FLOW_WAIT_SECONDS = 20.0
 
 
-@dataclass
-class EventResult:
-    """One delivered event and how it ended."""
-
-    event_id: str
-    alarm: str | None
-    state: str | None
-    outcome: str
-    reason: str | None = None
-    policy: str | None = None
-    action: str | None = None
-    target: str | None = None
-    changes: list[str] = field(default_factory=list)
-    before: Any = None
-    after: Any = None
-    error: str | None = None
-    routes: list[str] = field(default_factory=list)
-    attempts: int = 0
-    dead_letter: str | None = None
-    audit: dict[str, Any] | None = None
-    notifications: list[dict[str, str]] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)
-    # Delivery to the last handler's return (the change read back, when there is one).
-    elapsed_ms: float = 0.0
-    # Calls the deployed role would not allow.
-    denied: list[str] = field(default_factory=list)
-
-    def take_record(self, record: AuditRecord) -> None:
-        """Fill in what the event's audit record says (keeping an error already seen)."""
-        self.audit = record.model_dump(mode="json")
-        self.reason, self.policy, self.action = record.reason, record.policy, record.action
-        self.target, self.changes = record.target, record.changes
-        self.before, self.after = record.before, record.after
-        self.error = self.error or record.error
-
-    @property
-    def label(self) -> str:
-        """`skipped:reason` for skips, else the outcome."""
-        return (
-            f"skipped:{self.reason}" if self.outcome == "skipped" and self.reason else self.outcome
-        )
-
-
-@dataclass
-class Entry:
-    """One line of the timeline; event entries carry the event's result."""
-
-    kind: str
-    text: str
-    event: EventResult | None = None
-
-
-@dataclass
-class Check:
-    """One expectation and whether it held."""
-
-    check: str
-    expected: Any
-    actual: Any
-    passed: bool
-
-
-@dataclass
-class Report:
-    """Everything a scenario run produced."""
-
-    scenario: str
-    description: str
-    stack: str = ""
-    timeline: list[Entry] = field(default_factory=list)
-    events: list[EventResult] = field(default_factory=list)
-    resources_before: dict[str, Any] = field(default_factory=dict)
-    resources_after: dict[str, Any] = field(default_factory=dict)
-    expectations: list[Check] = field(default_factory=list)
-    verifications: list[dict[str, Any]] = field(default_factory=list)
-    # Per deployed function (logical id): each grant of its role, and whether a call used it.
-    permissions: dict[str, dict[str, bool]] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """Whether every expectation held."""
-        return all(check.passed for check in self.expectations)
-
-    def note(self, kind: str, text: str, event: EventResult | None = None) -> None:
-        """Add an entry to the timeline."""
-        self.timeline.append(Entry(kind, text, event))
-
-
-class Simulator:
-    """Runs scenarios on one local AWS, each on a freshly reset account."""
-
-    def __init__(self, aws: LocalAws, cache_root: Path | None = None) -> None:
-        self.aws = aws
-        self.cache_root = cache_root
-
-    def run(self, scenario: Scenario, source: str) -> Report:
-        """Run `scenario` (read from `source`); bad policy input raises PolicyFileError."""
-        report = Report(scenario=scenario.name, description=scenario.description)
-        with tempfile.TemporaryDirectory(prefix="autoremediate-sim-") as workdir:
-            policy_path = self._policy_path(scenario, source, Path(workdir))
-            self._reset()
-            clock.use_simulated_time()
-            try:
-                assembly = synthesize(policy_path, self.cache_root)
-                report.note("deploy", f"synthesized the stack from {_display(policy_path, source)}")
-                stack = deploy(assembly, self.aws)
-                report.stack = stack.name
-                report.note("deploy", _describe_deployment(stack))
-                runtime = LambdaRuntime(
-                    assets_bucket(self.aws), async_invoke_settings(stack, self.aws)
-                )
-                try:
-                    _Playback(scenario, stack, runtime, report, self.aws).run()
-                    report.permissions = _permission_use(stack, runtime)
-                finally:
-                    runtime.close()
-            finally:
-                clock.use_real_time()
-        report.expectations = _check(scenario, report)
-        return report
-
-    def _policy_path(self, scenario: Scenario, source: str, workdir: Path) -> Path:
-        inline = scenario.policy_data()
-        if inline is None:
-            path = (scenario.base_dir / str(scenario.policy)).resolve()
-            load_policy_file(path)
-            return path
-        parse_policy_data(inline, f"{source} (inline policies)")
-        path = workdir / _INLINE_POLICY
-        path.write_text(json.dumps(inline, sort_keys=True))
-        return path
-
-    def _reset(self) -> None:
-        """A fresh account for each scenario (moto's reset endpoint)."""
-        request = urllib.request.Request(f"{self.aws.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=30):
-            pass
-
-
-class _Playback:
+class Playback:
     """One scenario's steps, played against its deployed stack."""
 
     def __init__(
@@ -238,7 +86,7 @@ class _Playback:
             report,
             aws,
         )
-        self.inbox = _Inbox.subscribe(stack)
+        self.inbox = Inbox.subscribe(stack)
         self.router = Router()
         self.audit = AuditStore(stack.outputs["AuditTableName"])
         approvals_table = stack.outputs.get("ApprovalsTableName")
@@ -374,12 +222,16 @@ class _Playback:
             return
         link = self._links(pending)[verdict]
         page = self._open("GET", link)
-        self.report.note("operator", f"opened the {verdict} link: {page.status} {_title(page)}")
-        forms = _forms(page.body)
-        if page.status != 200 or verdict not in forms:
+        self.report.note(
+            "operator", f"opened the {verdict} link: {page.status} {pages.title(page)}"
+        )
+        page_forms = pages.forms(page.body)
+        if page.status != 200 or verdict not in page_forms:
             raise ScenarioError(f"the {verdict} link did not show a confirmation: {page.body}")
-        answer = self._open("POST", link.split("?", 1)[0], forms[verdict])
-        self.report.note("operator", f"confirmed ({verdict}): {answer.status} {_title(answer)}")
+        answer = self._open("POST", link.split("?", 1)[0], page_forms[verdict])
+        self.report.note(
+            "operator", f"confirmed ({verdict}): {answer.status} {pages.title(answer)}"
+        )
         self._finish_flow(pending)
 
     def _prefetch(self, step: PrefetchStep) -> None:
@@ -387,7 +239,7 @@ class _Playback:
         for verdict, link in sorted(self._links(pending).items()):
             page = self._open("GET", link)
             self.report.note(
-                "scanner", f"prefetched the {verdict} link: {page.status} {_title(page)}"
+                "scanner", f"prefetched the {verdict} link: {page.status} {pages.title(page)}"
             )
         assert self.approvals is not None
         status = self.approvals.get(pending.audit["approval"]["id"])  # type: ignore[index]
@@ -623,92 +475,25 @@ class _Playback:
             self.report.note("history", line)
 
 
-_STEPS: dict[type[Any], Callable[[_Playback, Any], None]] = {
-    FireStep: _Playback._fire,
-    OkStep: _Playback._ok,
-    EventStep: _Playback._event,
-    RedeliverStep: _Playback._redeliver,
-    WaitStep: _Playback._wait,
-    KillSwitchStep: _Playback._kill_switch,
-    RevertStep: _Playback._revert,
-    ForceRevertStep: _Playback._revert,
-    HistoryStep: _Playback._history,
-    FaultStep: _Playback._inject_fault,
-    ReplayStep: _Playback._replay,
-    ApproveStep: _Playback._decide,
-    RejectStep: _Playback._decide,
-    PrefetchStep: _Playback._prefetch,
-    AwaitTimeoutStep: _Playback._await_timeout,
-    SweepStep: _Playback._sweep,
-    RestoreStep: _Playback._restore,
+_STEPS: dict[type[Any], Callable[[Playback, Any], None]] = {
+    FireStep: Playback._fire,
+    OkStep: Playback._ok,
+    EventStep: Playback._event,
+    RedeliverStep: Playback._redeliver,
+    WaitStep: Playback._wait,
+    KillSwitchStep: Playback._kill_switch,
+    RevertStep: Playback._revert,
+    ForceRevertStep: Playback._revert,
+    HistoryStep: Playback._history,
+    FaultStep: Playback._inject_fault,
+    ReplayStep: Playback._replay,
+    ApproveStep: Playback._decide,
+    RejectStep: Playback._decide,
+    PrefetchStep: Playback._prefetch,
+    AwaitTimeoutStep: Playback._await_timeout,
+    SweepStep: Playback._sweep,
+    RestoreStep: Playback._restore,
 }
-
-
-class _FormParser(HTMLParser):
-    """The hidden fields of each form on a page, by the form's `decision` field."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: dict[str, dict[str, str]] = {}
-        self._fields: dict[str, str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "form":
-            self._fields = {}
-        elif tag == "input" and self._fields is not None and values.get("name"):
-            self._fields[str(values["name"])] = values.get("value") or ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form" and self._fields is not None:
-            self.forms[self._fields.get("decision", "")] = self._fields
-            self._fields = None
-
-
-def _forms(page: str) -> dict[str, dict[str, str]]:
-    parser = _FormParser()
-    parser.feed(page)
-    return parser.forms
-
-
-def _title(response: HttpResponse) -> str:
-    start, end = response.body.find("<h1>"), response.body.find("</h1>")
-    return response.body[start + 4 : end] if 0 <= start < end else response.body[:80]
-
-
-class _Inbox:
-    """An SQS queue subscribed to every notification topic, standing in for the inboxes."""
-
-    def __init__(self, queue_url: str) -> None:
-        self.queue_url = queue_url
-
-    @classmethod
-    def subscribe(cls, stack: DeployedStack) -> _Inbox:
-        sqs, sns = boto3.client("sqs"), boto3.client("sns")
-        queue_url = sqs.create_queue(QueueName="simulator-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        for logical_id, resource in stack.template["Resources"].items():
-            if resource["Type"] == "AWS::SNS::Topic":
-                sns.subscribe(
-                    TopicArn=stack.resources[logical_id], Protocol="sqs", Endpoint=queue_arn
-                )
-        return cls(queue_url)
-
-    def drain(self) -> list[dict[str, str]]:
-        sqs = boto3.client("sqs")
-        messages: list[dict[str, str]] = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
-            if not batch.get("Messages"):
-                return messages
-            for message in batch["Messages"]:
-                envelope = json.loads(message["Body"])
-                messages.append(
-                    {"subject": envelope.get("Subject", ""), "message": envelope["Message"]}
-                )
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def _deliver(
@@ -716,7 +501,7 @@ def _deliver(
     routes: list[Route],
     runtime: LambdaRuntime,
     audit: AuditStore,
-    inbox: _Inbox,
+    inbox: Inbox,
 ) -> EventResult:
     detail = event.get("detail")
     detail = detail if isinstance(detail, dict) else {}
@@ -768,127 +553,3 @@ def _latest_applied(report: Report) -> str:
         if event.outcome == "applied":
             return event.event_id
     raise ScenarioError(f"{report.scenario}: revert latest, but no action was applied")
-
-
-def _check(scenario: Scenario, report: Report) -> list[Check]:
-    checks = []
-    expected_outcomes = scenario.expect.outcomes
-    if expected_outcomes is not None:
-        # `skipped` matches any skip; `skipped:cooldown` only that reason.
-        actual = [event.label for event in report.events]
-        passed = len(actual) == len(expected_outcomes) and all(
-            wanted in (event.outcome, event.label)
-            for wanted, event in zip(expected_outcomes, report.events, strict=True)
-        )
-        checks.append(Check("outcomes", expected_outcomes, actual, passed))
-    denied = sorted({call for event in report.events for call in event.denied})
-    checks.append(Check("least privilege: every call allowed by the role", [], denied, not denied))
-    expected_resources: list[tuple[str, str, list[Any]]] = [
-        ("dynamodb_tables", "dynamodb table", scenario.expect.resources.dynamodb_tables),
-        ("lambda_functions", "lambda function", scenario.expect.resources.lambda_functions),
-        ("waf_ip_sets", "WAF IP set", scenario.expect.resources.waf_ip_sets),
-        ("restored_tables", "restored copies of", scenario.expect.resources.restored_tables),
-    ]
-    for kind, label, expectations in expected_resources:
-        states = report.resources_after.get(kind, {})
-        for expected in expectations:
-            key = getattr(expected, "name", None) or expected.source
-            state = states.get(key)
-            wanted = expected.model_dump(exclude_none=True, exclude={"name", "source"})
-            if "addresses" in wanted:
-                wanted["addresses"] = sorted(wanted["addresses"])
-            wanted = {key: value for key, value in wanted.items() if value != {}}
-            actual_values = {key: (state or {}).get(key) for key in wanted}
-            checks.append(
-                Check(
-                    f"{label} {key}",
-                    wanted,
-                    actual_values,
-                    state is not None and actual_values == wanted,
-                )
-            )
-    after = report.resources_after
-    for setting in scenario.expect.resources.table_settings:
-        value = setting.value
-        if setting.restored_from is not None:
-            copy = after.get("restored_tables", {}).get(setting.restored_from, {})
-            value = copy.get("name", "(no restored copy)")
-        if setting.parameter is not None:
-            actual = after.get("ssm_parameters", {}).get(setting.parameter)
-        else:
-            function = after.get("lambda_functions", {}).get(setting.function, {})
-            actual = function.get("environment", {}).get(setting.variable)
-        checks.append(Check(setting.label, value, actual, actual == value))
-    return checks
-
-
-def _permission_use(stack: DeployedStack, runtime: LambdaRuntime) -> dict[str, dict[str, bool]]:
-    """Per role of the deployed functions (by logical id; functions may share one): each grant,
-    its resources named by logical id so that deployments compare, and whether a call of the
-    scenario used it. Grants the Lambda service uses with the role are left out."""
-    checked = runtime.access_by_function()
-    logical_ids = {physical: logical for logical, physical in stack.resources.items()}
-    lambda_client = boto3.client("lambda")
-    grants: dict[str, set[Grant]] = {}
-    used: dict[str, set[Grant]] = {}
-    for logical, resource in stack.template["Resources"].items():
-        name = stack.resources.get(logical)
-        if resource["Type"] != "AWS::Lambda::Function" or not name:
-            continue
-        role_arn = lambda_client.get_function_configuration(FunctionName=name)["Role"]
-        # A function not invoked in this scenario used nothing of its role.
-        access = checked.get(name) or AccessChecker(role_arn)
-        role = logical_ids.get(role_arn.rsplit("/", 1)[-1], role_arn)
-        grants.setdefault(role, set()).update(access.grants)
-        used.setdefault(role, set()).update(access.used)
-    return {
-        role: {
-            _by_logical_id(str(grant), stack.resources): grant in used[role]
-            for grant in sorted(role_grants)
-            if grant.action not in _USED_BY_LAMBDA
-        }
-        for role, role_grants in grants.items()
-    }
-
-
-# The Lambda service, not the function's code, uses these with the role: its log group, and
-# its dead-letter queue for asynchronous invocations that keep failing.
-_USED_BY_LAMBDA = frozenset({"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"})
-
-
-def _by_logical_id(text: str, physical: dict[str, str]) -> str:
-    """`text` with each deployed resource's physical id replaced by `<LogicalId>`."""
-    for logical, name in sorted(physical.items(), key=lambda item: -len(item[1])):
-        if len(name) >= 8:  # short ids would match by accident
-            text = text.replace(name, f"<{logical}>")
-    return text
-
-
-def unused_permissions(reports: list[Report]) -> dict[str, list[str]]:
-    """Per role, what it grants that no call of any of the scenarios used."""
-    granted: dict[str, set[str]] = {}
-    used: dict[str, set[str]] = {}
-    for report in reports:
-        for function, grants in report.permissions.items():
-            granted.setdefault(function, set()).update(grants)
-            used.setdefault(function, set()).update(g for g, was_used in grants.items() if was_used)
-    return {
-        function: sorted(granted[function] - used[function])
-        for function in sorted(granted)
-        if granted[function] - used[function]
-    }
-
-
-def _display(policy_path: Path, source: str) -> str:
-    return f"{source} (inline policies)" if policy_path.name == _INLINE_POLICY else str(policy_path)
-
-
-def _describe_deployment(stack: DeployedStack) -> str:
-    kinds: dict[str, int] = {}
-    for resource in stack.template["Resources"].values():
-        kinds[resource["Type"]] = kinds.get(resource["Type"], 0) + 1
-    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    text = f"deployed stack {stack.name} through CloudFormation: {summary}"
-    if stack.not_simulated:
-        text += f"; moto does not create {', '.join(stack.not_simulated)}"
-    return text

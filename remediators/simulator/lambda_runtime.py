@@ -36,10 +36,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.response import StreamingBody
 
 import remediators
-from remediators.cli.access import AccessChecker, call_of
-from remediators.cli.deploy import AsyncInvokeSettings
 from remediators.core.approval import signing_key
 from remediators.core.aws import reset_clients
+from remediators.simulator.access import AccessChecker, call_of
+from remediators.simulator.deploy import AsyncInvokeSettings
 
 __all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime", "function_url_event"]
 
