@@ -18,12 +18,20 @@ from typing import Any
 
 from bench.common import FAKE_AWS, ROOT, median
 
+# Each entry point, with what its first event builds before any AWS call.
+_SETTINGS = "from remediators.core.settings import Settings\n"
 HANDLERS = {
-    "remediators.handlers.remediator": (
-        "import remediators.handlers.remediator as h\n"
-        "from remediators.core.settings import Settings\n"
-        "h._remediator(Settings.from_env(), 'arn:aws:lambda:us-east-1:123456789012:function:f')"
-    )
+    "remediators.handlers.alarm": (
+        f"import remediators.handlers.alarm as h\n{_SETTINGS}h._remediator(Settings.from_env())"
+    ),
+    **{
+        f"remediators.handlers.{kind}": (
+            f"import remediators.handlers.{kind}\n"
+            f"{_SETTINGS}from remediators.handlers.common import recorder\n"
+            "recorder(Settings.from_env())"
+        )
+        for kind in ("verification", "flow_ended", "expiry")
+    },
 }
 _ENVIRONMENT = {
     "AUDIT_TABLE_NAME": "audit",
@@ -32,6 +40,7 @@ _ENVIRONMENT = {
     "KILL_SWITCH_PARAMETER": "/autoremediate/Autoremediate/actions",
     "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
     "NOTIFICATION_TOPICS": '{"ops": "arn:aws:sns:us-east-1:123456789012:ops"}',
+    "VERIFIER_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:verifier",
 }
 BASELINE = "import boto3; boto3.client('dynamodb')"
 GOAL = 1.3

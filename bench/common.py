@@ -57,7 +57,7 @@ def deployed_handler(
         os.environ.update(environment, LAMBDA_TASK_ROOT=str(task_root))
         try:
             quiet = stack_enter(quiet_stdout())
-            import remediators.handlers.remediator as module
+            import remediators.handlers.alarm as module
 
             reset_clients()
             if before_load:

@@ -168,7 +168,7 @@ def _deliver_all(info: dict[str, Any]) -> dict[str, Any]:
     rss: dict[int, float] = {}
     clock.use_simulated_time(frozen=True)
     with quiet_stdout():
-        import remediators.handlers.remediator as module
+        import remediators.handlers.alarm as module
 
         handler = importlib.reload(module).lambda_handler
         rss[0] = _rss_mb()

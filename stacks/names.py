@@ -5,7 +5,11 @@ from __future__ import annotations
 STACK_NAME = "Autoremediate"
 # The remediator's code asset: these packages of `remediators/`, plus the validated policy.
 LAMBDA_PACKAGES = ("core", "actions", "handlers", "flows")
-REMEDIATOR_HANDLER = "remediators.handlers.remediator.lambda_handler"
+# One entry point per event kind (remediators/handlers/), each its own function and role.
+ALARM_HANDLER = "remediators.handlers.alarm.lambda_handler"
+VERIFICATION_HANDLER = "remediators.handlers.verification.lambda_handler"
+FLOW_ENDED_HANDLER = "remediators.handlers.flow_ended.lambda_handler"
+EXPIRY_HANDLER = "remediators.handlers.expiry.lambda_handler"
 APPROVAL_TASKS_HANDLER = "remediators.flows.approval.lambda_handler"
 APPROVAL_ENDPOINT_HANDLER = "remediators.handlers.approval_endpoint.lambda_handler"
 APPROVAL_ENDPOINT_TIMEOUT_SECONDS = 10

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from remediators.core.blocks import BLOCKS_TABLE_ENV
@@ -23,14 +24,25 @@ from stacks.constructs.guardrail_state import GuardrailState
 from stacks.constructs.notifications import Notifications
 from stacks.constructs.operations import Operations
 from stacks.constructs.preset_alarms import PresetAlarms
-from stacks.constructs.remediator_function import RemediatorFunction, dead_letter_queue
+from stacks.constructs.remediator_function import (
+    RemediatorFunction,
+    dead_letter_queue,
+    grant_actions,
+)
 from stacks.constructs.restore_flow import RestoreFlow
 from stacks.constructs.triggers import AlarmTriggers
 from stacks.constructs.verification import Verification
 
 
 class RemediationStack(Stack):
-    """Alarm rules -> remediator function -> audit table and notification topics."""
+    """Alarm rules -> remediator function -> audit table and notification topics.
+
+    One function per event kind, all of one code asset: the remediator (alarm events, and
+    dead letters replayed), verification (its schedules), flow-ended (the flow-watch rule) and
+    expiry (the sweep rule). Each has its own role with only what its kind needs: the
+    verification may read alarms but change nothing; only the expiry function and the
+    remediator may make changes; the flow-ended function may only read and write records.
+    """
 
     def __init__(
         self,
@@ -80,7 +92,22 @@ class RemediationStack(Stack):
         remediator = RemediatorFunction(
             self, "Remediator", policy_file=policy_file, environment=environment
         )
-        functions = [remediator.function]
+        # The other kinds' functions get the same settings (names, no grant), and no
+        # reference to the verification function (its own would be a cycle).
+        handler_environment = dict(environment)
+        verifier = self._verifier(
+            remediator,
+            handler_environment,
+            policy_file=policy_file,
+            audit=audit,
+            guardrails=guardrails,
+            verification=verification,
+        )
+        # The remediator and the approval flow's tasks schedule verifications.
+        environment["VERIFIER_FUNCTION_ARN"] = verifier.function_arn
+        remediator.function.add_environment("VERIFIER_FUNCTION_ARN", verifier.function_arn)
+        handlers = {"alarm": remediator.function, "verification": verifier}
+        functions: list[lambda_.IFunction] = []
         approval: ApprovalFlow | None = None
         restore: RestoreFlow | None = None
         if needs_approval:
@@ -98,42 +125,47 @@ class RemediationStack(Stack):
                 "Restore",
                 policies=restore_policies,
                 remediator=remediator,
-                environment=environment,
+                environment=handler_environment,
                 approval=approval,
                 audit=audit,
                 guardrails=guardrails,
                 topics=list(notifications.topics.values()),
             )
             functions.append(restore.tasks)
-        audit.grant_record_and_query(remediator.function)
-        guardrails.grant_to(remediator.function)
-        verification.grant_to(remediator.function, [p.alarm for p in policy_file.policies])
+        self._grant_remediator(remediator, audit, guardrails, verification)
+        if expiry is not None:
+            handlers["expiry"] = self._expiry_function(
+                remediator,
+                handler_environment,
+                policy_file=policy_file,
+                expiry=expiry,
+                audit=audit,
+                guardrails=guardrails,
+            )
+        if approval is not None:
+            handlers["flow_ended"] = self._flow_ended_function(
+                remediator, handler_environment, audit=audit, guardrails=guardrails
+            )
         self._deny_changes_to_itself(
             remediator,
             [audit.table, guardrails.locks, guardrails.idempotency]
             + ([approval.table] if approval else [])
             + ([expiry.blocks] if expiry else []),
-            functions,
+            [*functions, *handlers.values()],
         )
         for topic in notifications.topics.values():
-            topic.grant_publish(remediator.function)
-        trigger_dead_letters = dead_letter_queue(self, "TriggerDeadLetters")
-        Validations.of(trigger_dead_letters).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions::AwsSolutions-SQS3",
-                reason="this queue is the dead-letter queue of the EventBridge rule targets "
-                "(cdk-nag only recognizes queues used in a redrive policy)",
-            )
-        )
+            for function in handlers.values():
+                topic.grant_publish(function)
+        trigger_dead_letters = self._trigger_dead_letters()
         if expiry is not None:
-            expiry.schedule(remediator.function, trigger_dead_letters)
+            expiry.schedule(handlers["expiry"], trigger_dead_letters)
         if approval is not None:
             FlowWatch(
                 self,
                 "FlowWatch",
                 state_machine_arns=[approval.state_machine_arn]
                 + ([restore.state_machine_arn] if restore else []),
-                function=remediator.function,
+                function=handlers["flow_ended"],
                 dead_letter_queue=trigger_dead_letters,
             )
         PresetAlarms(self, "PresetAlarms", policies=policy_file.policies)
@@ -156,8 +188,132 @@ class RemediationStack(Stack):
                 if operators is None or name == operators
             ],
         )
+        self._outputs(
+            audit=audit,
+            guardrails=guardrails,
+            remediator=remediator,
+            handlers=handlers,
+            trigger_dead_letters=trigger_dead_letters,
+            policy_file=policy_file,
+        )
+        self._flow_outputs(approval, restore)
+
+    @staticmethod
+    def _grant_remediator(
+        remediator: RemediatorFunction,
+        audit: AuditTable,
+        guardrails: GuardrailState,
+        verification: Verification,
+    ) -> None:
+        """The remediator's own state: the audit trail, the guardrails, its schedules."""
+        audit.grant_record_and_query(remediator.function)
+        guardrails.grant_to(remediator.function)
+        verification.grant_scheduling(remediator.function)
+
+    @staticmethod
+    def _verifier(
+        remediator: RemediatorFunction,
+        environment: dict[str, str],
+        *,
+        policy_file: PolicyFile,
+        audit: AuditTable,
+        guardrails: GuardrailState,
+        verification: Verification,
+    ) -> lambda_.Function:
+        """The verification schedules' function: it reads the policies' alarms and marks the
+        action's record; it changes no resource."""
+        function = remediator.handler_function(
+            "Verifier",
+            description="autoremediate: is an action's alarm still in ALARM at its deadline?",
+            handler=names.VERIFICATION_HANDLER,
+            environment=environment,
+        )
+        verification.grant_verifying(function, [p.alarm for p in policy_file.policies])
+        audit.grant_read(function, update=True)
+        guardrails.grant_idempotency(function)
+        return function
+
+    @staticmethod
+    def _expiry_function(
+        remediator: RemediatorFunction,
+        environment: dict[str, str],
+        *,
+        policy_file: PolicyFile,
+        expiry: Expiry,
+        audit: AuditTable,
+        guardrails: GuardrailState,
+    ) -> lambda_.Function:
+        """The sweep's function: it may undo what the expiring policies' actions do, under
+        the resource's lock, and record it; the remediator records what it blocks."""
+        function = remediator.handler_function(
+            "Expiry",
+            description="autoremediate: undo changes whose time ran out",
+            handler=names.EXPIRY_HANDLER,
+            environment=environment,
+        )
+        grant_actions(
+            cast(iam.Role, function.role),
+            [policy for policy in policy_file.policies if policy.action_class.expires],
+        )
+        audit.grant_record(function)
+        guardrails.grant_locks(function)
+        guardrails.grant_idempotency(function)
+        expiry.grant_ledger(remediator.function)
+        return function
+
+    @staticmethod
+    def _flow_ended_function(
+        remediator: RemediatorFunction,
+        environment: dict[str, str],
+        *,
+        audit: AuditTable,
+        guardrails: GuardrailState,
+    ) -> lambda_.Function:
+        """The flow-watch rule's function: it reads and writes audit records, nothing else."""
+        function = remediator.handler_function(
+            "FlowEnded",
+            description="autoremediate: record flows that ended without recording",
+            handler=names.FLOW_ENDED_HANDLER,
+            environment=environment,
+        )
+        audit.grant_read(function)
+        audit.grant_record(function)
+        guardrails.grant_idempotency(function)
+        return function
+
+    def _trigger_dead_letters(self) -> sqs.Queue:
+        """The dead-letter queue of every rule's target (events EventBridge could not deliver)."""
+        queue = dead_letter_queue(self, "TriggerDeadLetters")
+        Validations.of(queue).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-SQS3",
+                reason="this queue is the dead-letter queue of the EventBridge rule targets "
+                "(cdk-nag only recognizes queues used in a redrive policy)",
+            )
+        )
+        return queue
+
+    def _outputs(
+        self,
+        *,
+        audit: AuditTable,
+        guardrails: GuardrailState,
+        remediator: RemediatorFunction,
+        handlers: dict[str, lambda_.Function],
+        trigger_dead_letters: sqs.IQueue,
+        policy_file: PolicyFile,
+    ) -> None:
+        """What the operator commands (`remediate history`, `revert`, `dead-letters`) look up."""
         CfnOutput(self, "AuditTableName", value=audit.table.table_name)
         CfnOutput(self, "RemediatorFunctionName", value=remediator.function.function_name)
+        # Where `remediate dead-letters --replay` sends each event, by its kind.
+        CfnOutput(
+            self,
+            "HandlerFunctions",
+            value=self.to_json_string(
+                {kind: function.function_name for kind, function in handlers.items()}
+            ),
+        )
         CfnOutput(self, "KillSwitchParameter", value=guardrails.kill_switch.parameter_name)
         CfnOutput(
             self,
@@ -170,7 +326,6 @@ class RemediationStack(Stack):
             ),
         )
         CfnOutput(self, "PolicyNames", value=json.dumps([p.name for p in policy_file.policies]))
-        self._flow_outputs(approval, restore)
 
     def _state_machine_arn(self, name: str) -> str:
         return f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:{name}"

@@ -108,15 +108,35 @@ def inbox(function_env: dict[str, str]) -> Any:
     return read
 
 
-@pytest.fixture
-def handler(function_env: dict[str, str]) -> Any:
-    """The remediator's lambda_handler in a fresh execution environment for this deployment
+def _fresh_handler(module_name: str) -> Any:
+    """`module_name`'s lambda_handler in a fresh execution environment for this deployment
     (its module-level set-up reads the deployed table names, as in Lambda)."""
     import importlib
 
-    import remediators.handlers.remediator as module
+    module = importlib.import_module(module_name)
+    module = importlib.reload(module)
+    from remediators.handlers import common
 
-    return importlib.reload(module).lambda_handler
+    common.recorder.cache_clear()  # built per execution environment
+    return module.lambda_handler
+
+
+@pytest.fixture
+def handler(function_env: dict[str, str]) -> Any:
+    """The alarm events' lambda_handler (the remediator function's)."""
+    return _fresh_handler("remediators.handlers.alarm")
+
+
+@pytest.fixture
+def verification_handler(function_env: dict[str, str]) -> Any:
+    """The verification requests' lambda_handler (the verifier function's)."""
+    return _fresh_handler("remediators.handlers.verification")
+
+
+@pytest.fixture
+def flow_ended_handler(function_env: dict[str, str]) -> Any:
+    """The flows' endings' lambda_handler (the flow-ended function's)."""
+    return _fresh_handler("remediators.handlers.flow_ended")
 
 
 def create_function(name: str = "api-handler", timeout: int = 3, memory: int = 128) -> None:

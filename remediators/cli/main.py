@@ -236,7 +236,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from remediators.core.operations import dead_letters, replay, stack_outputs
+    from remediators.core.operations import dead_letters, handler_functions, replay
 
     letters = dead_letters(args.stack, hold=args.replay)
     for letter in letters:
@@ -246,7 +246,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
             f"{detail.get('alarmName', '?')}: {letter.error or 'no error recorded'}"
         )
     if args.replay and letters:
-        count = replay(letters, stack_outputs(args.stack)["RemediatorFunctionName"])
+        count = replay(letters, handler_functions(args.stack))
         print(f"replayed {count} events")
     elif not letters:
         print("no dead letters")

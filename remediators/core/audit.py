@@ -35,7 +35,7 @@ def _iso(moment: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
 
 
-# The reason of a record that undid changes whose time ran out (see `Remediator.expire_due`).
+# The reason of a record that undid changes whose time ran out (see `core.expiry`).
 EXPIRED_REASON = "expired"
 
 

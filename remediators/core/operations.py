@@ -17,6 +17,8 @@ from remediators.core import clock
 from remediators.core.approval import ApprovalStore, Decision, LinkRefused, Verdict
 from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.errors import AutoremediateError
+from remediators.core.expiry import SWEEP_DETAIL_TYPE
+from remediators.core.flows import FLOW_ENDED_DETAIL_TYPE
 from remediators.core.guardrails import ResourceLocks
 from remediators.core.notify import Notifier
 from remediators.core.revert import revert
@@ -30,7 +32,9 @@ __all__ = [
     "dead_letters",
     "decide_approval",
     "deployed_settings",
+    "event_kind",
     "format_history",
+    "handler_functions",
     "history",
     "list_approvals",
     "replay",
@@ -111,16 +115,37 @@ def dead_letters(stack_name: str = DEFAULT_STACK, hold: bool = False) -> list[De
     return list(letters.values())
 
 
+def handler_functions(stack_name: str = DEFAULT_STACK) -> dict[str, str]:
+    """The deployed function of each event kind (`alarm`, `verification`, `flow_ended`,
+    `expiry`), by name."""
+    return dict(json.loads(stack_outputs(stack_name)["HandlerFunctions"]))
+
+
+def event_kind(event: Any) -> str:
+    """Which entry point handles `event`, told by its shape as the stack's rules and schedules
+    tell it: a verification request, a flow's ending, the expiry sweep, else an alarm event
+    (whose handler records anything malformed as `invalid`)."""
+    if isinstance(event, dict):
+        if event.get("kind") == "verify":
+            return "verification"
+        if event.get("detail-type") == FLOW_ENDED_DETAIL_TYPE:
+            return "flow_ended"
+        if event.get("detail-type") == SWEEP_DETAIL_TYPE:
+            return "expiry"
+    return "alarm"
+
+
 def replay(
     letters: list[DeadLetter],
-    function_name: str,
+    functions: dict[str, str],
     invoke: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> int:
-    """Deliver each event to the remediator again (asynchronously, as EventBridge does), then
-    delete it from its queue. Safe to repeat: an event id that already acted acts no more."""
+    """Deliver each event again to the function of its kind (`functions`, as
+    `handler_functions` gives them; asynchronously, as EventBridge does), then delete it from
+    its queue. Safe to repeat: an event id that already acted acts no more."""
     send = invoke or _invoke_async
     for letter in letters:
-        send(function_name, letter.event)
+        send(functions[event_kind(letter.event)], letter.event)
         boto3.client("sqs").delete_message(
             QueueUrl=letter.queue_url, ReceiptHandle=letter.receipt_handle
         )

@@ -25,6 +25,7 @@ from remediators.core.approval import (
     LinkSigner,
     signing_key,
 )
+from remediators.core.approved_changes import apply_approved, conclude
 from remediators.core.aws import client
 from remediators.core.notify import Notifier, render_approval_request
 from remediators.core.policy import PolicyFile
@@ -37,8 +38,8 @@ metrics = Metrics()
 
 @cache
 def _remediator(settings: Settings) -> Remediator:
-    # Verification schedules of approved changes invoke the remediator function.
-    return Remediator.from_settings(settings, os.environ["REMEDIATOR_FUNCTION_ARN"])
+    # Verification schedules of approved changes invoke the verification function.
+    return Remediator.from_settings(settings, os.environ["VERIFIER_FUNCTION_ARN"])
 
 
 @cache
@@ -59,15 +60,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             settings, request, event["token"], event["execution"], _remediator(settings).policies
         )
     if task == "apply":
-        record = _remediator(settings).apply_approved(
-            request, Decision.model_validate(event["decision"])
+        record = apply_approved(
+            _remediator(settings), request, Decision.model_validate(event["decision"])
         )
     elif task == "conclude":
         ending = event["ending"]
         decision = Decision.model_validate(event["decision"]) if ending == "rejected" else None
         if ending == "timeout":
             approval_store(settings).close(request.approval_id, "expired")
-        record = _remediator(settings).conclude(request, ending, decision)
+        record = conclude(_remediator(settings).recorder, request, ending, decision)
     else:
         raise ValueError(f"unknown approval task {task!r}")
     metrics.add_metric(

@@ -22,6 +22,7 @@ from remediators.core.operations import (
     decide_approval,
     deployed_settings,
     format_history,
+    handler_functions,
     history,
     replay,
     revert_action,
@@ -458,15 +459,13 @@ class Playback:
         self.report.note("operator", f"remediate dead-letters --replay: {len(letters)} events")
         for letter in letters:
             self.report.note("operator", f"dead letter ({letter.queue}): {letter.error}")
-        function = self.stack.outputs["RemediatorFunctionName"]
-        arn = boto3.client("lambda").get_function_configuration(FunctionName=function)[
-            "FunctionArn"
-        ]
-        replay(
-            letters,
-            function,
-            invoke=lambda _, event: self._deliver(event, [Route("dead-letter replay", arn)]),
-        )
+        lambda_client = boto3.client("lambda")
+
+        def deliver(function: str, event: dict[str, Any]) -> None:
+            arn = lambda_client.get_function_configuration(FunctionName=function)["FunctionArn"]
+            self._deliver(event, [Route("dead-letter replay", arn)])
+
+        replay(letters, handler_functions(self.stack.name), invoke=deliver)
 
     def _history(self, step: HistoryStep) -> None:
         records = history(deployed_settings(self.stack.name), step.history)

@@ -119,7 +119,6 @@ class ApprovalFlow(Construct):
             environment={
                 **environment,
                 **self.environment,
-                "REMEDIATOR_FUNCTION_ARN": remediator.function.function_arn,
             },
         )
         self.grant_requesting(remediator.role)

@@ -33,6 +33,13 @@ class AuditTable(Construct):
             iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.table.table_arn])
         )
 
+    def grant_read(self, grantee: iam.IGrantable, *, update: bool = False) -> None:
+        """Read records by event id (and `update` them: verification marks its record)."""
+        actions = ["dynamodb:GetItem"] + (["dynamodb:UpdateItem"] if update else [])
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=actions, resources=[self.table.table_arn])
+        )
+
     def grant_record_and_query(self, grantee: iam.IGrantable) -> None:
         """Write, read and update records (recovery), and query the two indexes."""
         grantee.grant_principal.add_to_principal_policy(

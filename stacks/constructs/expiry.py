@@ -28,14 +28,19 @@ class Expiry(Construct):
             self, "Blocks", key="ip_set", sort_key="address", removal=RemovalPolicy.RETAIN
         )
 
-    def schedule(self, function: lambda_.IFunction, dead_letter_queue: sqs.IQueue) -> None:
-        """Invoke `function` with a Scheduled Event every SWEEP_EVERY; let it use the ledger."""
-        function.grant_principal.add_to_principal_policy(
+    def grant_ledger(self, grantee: iam.IGrantable) -> None:
+        """Record, read and remove the ledger's entries (the action blocks and sweeps; its
+        revert removes)."""
+        grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"],
                 resources=[self.blocks.table_arn],
             )
         )
+
+    def schedule(self, function: lambda_.IFunction, dead_letter_queue: sqs.IQueue) -> None:
+        """Invoke `function` with a Scheduled Event every SWEEP_EVERY; let it use the ledger."""
+        self.grant_ledger(function)
         events.Rule(
             self,
             "Sweep",

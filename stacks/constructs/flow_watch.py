@@ -1,6 +1,6 @@
 """The flows' endings that the flows cannot record themselves: an execution that fails in a
 recording task, times out, is stopped, or runs out of history leaves its event `pending`. A
-rule hands those endings to the remediator, which records them as failed and escalates."""
+rule hands those endings to the flow-ended function, which records them as failed and escalates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from remediators.core.remediate import FLOW_ENDED_DETAIL_TYPE, FLOW_ENDINGS
+from remediators.core.flows import FLOW_ENDED_DETAIL_TYPE, FLOW_ENDINGS
 from stacks import names
 
 

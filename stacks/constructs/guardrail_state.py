@@ -41,15 +41,22 @@ class GuardrailState(Construct):
 
     def grant_to(self, grantee: iam.IGrantable) -> None:
         """Read the kill switch, take and release locks, keep idempotency records."""
-        principal = grantee.grant_principal
         self.grant_kill_switch_read(grantee)
-        principal.add_to_principal_policy(
+        self.grant_locks(grantee)
+        self.grant_idempotency(grantee)
+
+    def grant_locks(self, grantee: iam.IGrantable) -> None:
+        """Take and release locks."""
+        grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
                 resources=[self.locks.table_arn],
             )
         )
-        principal.add_to_principal_policy(
+
+    def grant_idempotency(self, grantee: iam.IGrantable) -> None:
+        """Keep idempotency records (Powertools idempotency on the event id)."""
+        grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
                     "dynamodb:GetItem",

@@ -1,4 +1,5 @@
-"""The remediator function: code asset, Powertools layer, log group, DLQ, least-privilege role."""
+"""The remediator function: code asset, Powertools layer, log group, DLQ, least-privilege role;
+and its siblings, the functions of the same code asset (one per event kind, the flows' tasks)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 import remediators
-from remediators.core.policy import PolicyFile
+from remediators.core.policy import Policy, PolicyFile
 from remediators.core.registry import Permission
 from remediators.core.settings import POLICY_ASSET_NAME
 from stacks import names
@@ -25,7 +26,7 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
 class RemediatorFunction(Construct):
-    """The Lambda function that runs actions, and everything it needs to run."""
+    """The Lambda function that runs actions for alarm events, and everything it needs to run."""
 
     def __init__(
         self,
@@ -44,16 +45,13 @@ class RemediatorFunction(Construct):
         self.function = self.sibling(
             "Function",
             description="autoremediate: runs the remediation action for an alarm",
-            handler=names.REMEDIATOR_HANDLER,
+            handler=names.ALARM_HANDLER,
             role=self.role,
             log_group=self.log_group,
             environment=environment,
             dead_letter_queue=self.dead_letter_queue,
         )
-        permissions = action_permissions(policy_file)
-        for statement in action_statements(permissions):
-            self.role.add_to_policy(statement)
-        acknowledge_wildcards(self.role, permissions)
+        grant_actions(self.role, policy_file.policies)
 
     def sibling(
         self,
@@ -89,6 +87,30 @@ class RemediatorFunction(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
                 **environment,
             },
+        )
+
+    def handler_function(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        handler: str,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        """An entry point of its own event kind (`handler`): this code asset, its own log
+        group and role (which may write its logs, nothing else until granted), and the
+        remediator's dead-letter queue, so that every failed event waits in one place."""
+        log_group = logs.LogGroup(
+            self, f"{construct_id}Logs", retention=logs.RetentionDays.THREE_MONTHS
+        )
+        return self.sibling(
+            construct_id,
+            description=description,
+            handler=handler,
+            role=function_role(self, f"{construct_id}Role", log_group),
+            log_group=log_group,
+            environment=environment,
+            dead_letter_queue=self.dead_letter_queue,
         )
 
     def _build_powertools_layer(self) -> lambda_.ILayerVersion:
@@ -144,10 +166,18 @@ def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
     )
 
 
-def action_permissions(policy_file: PolicyFile) -> list[Permission]:
+def grant_actions(role: iam.Role, policies: list[Policy]) -> None:
+    """Let `role` make what the policies' actions declare, on what the policies name."""
+    permissions = action_permissions(policies)
+    for statement in action_statements(permissions):
+        role.add_to_policy(statement)
+    acknowledge_wildcards(role, permissions)
+
+
+def action_permissions(policies: list[Policy]) -> list[Permission]:
     """What each policy's action declares it needs, on the resources the policy names."""
     permissions: dict[Permission, None] = {}
-    for policy in policy_file.policies:
+    for policy in policies:
         for permission in policy.action_class.permissions(policy.target):
             permissions[permission] = None
     return list(permissions)

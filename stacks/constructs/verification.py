@@ -1,6 +1,6 @@
 """What the verification of actions needs: a role EventBridge Scheduler assumes to invoke the
-remediator at the deadline, and the remediator's right to create those one-time schedules
-and to read its policies' alarms."""
+verification function at the deadline, the remediator's right to create those one-time
+schedules, and the verification function's right to read the policies' alarms."""
 
 from __future__ import annotations
 
@@ -25,16 +25,12 @@ class Verification(Construct):
                 "scheduler.amazonaws.com",
                 conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             ),
-            description="autoremediate: lets EventBridge Scheduler invoke the remediator",
+            description="autoremediate: lets EventBridge Scheduler invoke the verifier",
         )
 
-    def grant_to(self, function: lambda_.Function, selectors: list[AlarmSelector]) -> None:
-        """The scheduler may invoke `function`; `function` may schedule and read alarms."""
-        self.scheduler_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["lambda:InvokeFunction"], resources=[function.function_arn]
-            )
-        )
+    def grant_scheduling(self, function: lambda_.Function) -> None:
+        """`function` (the remediator) may create the one-time schedules, with the scheduler
+        role."""
         schedules = (
             f"arn:{Aws.PARTITION}:scheduler:{Aws.REGION}:{Aws.ACCOUNT_ID}:schedule/"
             f"{SCHEDULE_GROUP}/{SCHEDULE_PREFIX}*"
@@ -51,6 +47,24 @@ class Verification(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
             )
         )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:"
+                f"<AWS::Region>:<AWS::AccountId>:schedule/{SCHEDULE_GROUP}/{SCHEDULE_PREFIX}*]",
+                reason="scheduler:CreateSchedule: one schedule per action, named "
+                f"{SCHEDULE_PREFIX}<hash of the event id>; the prefix is as narrow as it gets",
+            )
+        )
+
+    def grant_verifying(self, verifier: lambda_.Function, selectors: list[AlarmSelector]) -> None:
+        """The scheduler may invoke `verifier`; `verifier` may read the policies' alarms."""
+        self.scheduler_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[verifier.function_arn]
+            )
+        )
+        role = verifier.role
+        assert role is not None
         alarms = sorted(
             f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:"
             + (selector.name if selector.name is not None else f"{selector.name_prefix}*")
@@ -60,12 +74,6 @@ class Verification(Construct):
             iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=alarms)
         )
         Validations.of(role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:"
-                f"<AWS::Region>:<AWS::AccountId>:schedule/{SCHEDULE_GROUP}/{SCHEDULE_PREFIX}*]",
-                reason="scheduler:CreateSchedule: one schedule per action, named "
-                f"{SCHEDULE_PREFIX}<hash of the event id>; the prefix is as narrow as it gets",
-            ),
             *[
                 Acknowledgment(
                     id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"

@@ -47,7 +47,7 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client, reset_clients
-from remediators.core.operations import dead_letters, replay
+from remediators.core.operations import dead_letters, handler_functions, replay
 from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
 from remediators.simulator.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
@@ -985,7 +985,14 @@ def test_an_event_whose_change_keeps_failing_is_dead_lettered_and_its_replay_app
     # When the fault is gone and an operator replays the dead letters
     stack.calls.heal()
     replays: list[Invocation] = []
-    replay(letters, stack.function, invoke=lambda _, e: replays.append(stack.deliver_async(e)))
+    targets: list[str] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> None:
+        targets.append(function)
+        replays.append(stack.deliver_async(event))
+
+    replay(letters, handler_functions(stack.deployed.name), invoke=invoke)
+    assert targets == [stack.function]  # an alarm event goes back to the remediator
 
     # Then the event applies, once, and the queue is empty
     [replayed] = replays

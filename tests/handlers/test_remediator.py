@@ -464,7 +464,7 @@ def test_an_applied_action_schedules_its_verification_30_minutes_later(
 
 
 def test_verification_escalates_when_the_alarm_is_still_in_alarm(
-    handler: Handler, function_env: dict[str, str], inbox: Any
+    handler: Handler, verification_handler: Handler, function_env: dict[str, str], inbox: Any
 ) -> None:
     _table()
     _alarm("ALARM")
@@ -473,7 +473,7 @@ def test_verification_escalates_when_the_alarm_is_still_in_alarm(
     inbox()
     request = json.loads(_verification_schedule()["Target"]["Input"])
 
-    result = handler(request, LambdaContext())
+    result = verification_handler(request, LambdaContext())
 
     assert result == {"event_id": event["id"], "verified": False}
     record = _audit(function_env, event["id"])
@@ -483,7 +483,7 @@ def test_verification_escalates_when_the_alarm_is_still_in_alarm(
 
 
 def test_verification_records_success_quietly_when_the_alarm_left_alarm(
-    handler: Handler, function_env: dict[str, str], inbox: Any
+    handler: Handler, verification_handler: Handler, function_env: dict[str, str], inbox: Any
 ) -> None:
     _table()
     _alarm("ALARM")
@@ -492,7 +492,8 @@ def test_verification_records_success_quietly_when_the_alarm_left_alarm(
     inbox()
     _alarm("OK")
 
-    result = handler(json.loads(_verification_schedule()["Target"]["Input"]), LambdaContext())
+    request = json.loads(_verification_schedule()["Target"]["Input"])
+    result = verification_handler(request, LambdaContext())
 
     assert result["verified"] is True
     assert _audit(function_env, event["id"]).escalated is False
@@ -777,7 +778,7 @@ def test_an_operators_revert_counts_neither_for_cooldown_nor_for_recovery(
 
 
 def test_verification_after_the_alarm_recovered_does_not_escalate(
-    handler: Handler, function_env: dict[str, str], inbox: Any
+    handler: Handler, verification_handler: Handler, function_env: dict[str, str], inbox: Any
 ) -> None:
     _table()
     _alarm("ALARM")
@@ -789,7 +790,8 @@ def test_verification_after_the_alarm_recovered_does_not_escalate(
     _alarm("ALARM")  # a new incident later on
     inbox()
 
-    result = handler(json.loads(_verification_schedule()["Target"]["Input"]), LambdaContext())
+    request = json.loads(_verification_schedule()["Target"]["Input"])
+    result = verification_handler(request, LambdaContext())
 
     assert result["verified"] is True
     assert inbox() == []
@@ -825,7 +827,7 @@ def _execution_ended(status: str, flow_input: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED"])
 def test_a_flow_that_ended_without_recording_its_outcome_is_recorded_failed_and_escalated(
-    handler: Any, function_env: dict[str, str], inbox: Any, status: str
+    flow_ended_handler: Any, function_env: dict[str, str], inbox: Any, status: str
 ) -> None:
     audit = AuditStore(function_env["AUDIT_TABLE_NAME"])
     now = clock.now()
@@ -843,7 +845,7 @@ def test_a_flow_that_ended_without_recording_its_outcome_is_recorded_failed_and_
         )
     )
 
-    result = handler(
+    result = flow_ended_handler(
         _execution_ended(status, {"start": {"event_id": "restore-waiting"}}), LambdaContext()
     )
 
@@ -859,7 +861,7 @@ def test_a_flow_that_ended_without_recording_its_outcome_is_recorded_failed_and_
 
 
 def test_a_flow_that_recorded_its_own_ending_is_left_as_it_recorded(
-    handler: Any, function_env: dict[str, str], inbox: Any
+    flow_ended_handler: Any, function_env: dict[str, str], inbox: Any
 ) -> None:
     audit = AuditStore(function_env["AUDIT_TABLE_NAME"])
     now = clock.now()
@@ -874,7 +876,7 @@ def test_a_flow_that_recorded_its_own_ending_is_left_as_it_recorded(
     audit.put(final)
     event = _execution_ended("FAILED", {"start": {"event_id": "restore-done"}})
 
-    result = handler(event, LambdaContext())
+    result = flow_ended_handler(event, LambdaContext())
 
     assert (result["outcome"], result["reason"]) == ("skipped", "flow_recorded")
     assert audit.get("restore-done") == final

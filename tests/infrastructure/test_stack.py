@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from stacks.names import REMEDIATOR_HANDLER
+from stacks.names import ALARM_HANDLER
 from tests.conftest import ROOT
 
+KINDS = ("alarm", "verification", "flow_ended", "expiry")
 MUTATING_VERBS = (
     "Update",
     "Put",
@@ -116,7 +117,7 @@ def test_the_function_runs_our_handler_on_the_latest_python_with_the_powertools_
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Handler": REMEDIATOR_HANDLER,
+            "Handler": ALARM_HANDLER,
             "Runtime": "python3.14",
             "Architectures": ["arm64"],
             "DeadLetterConfig": {"TargetArn": Match.any_value()},
@@ -196,6 +197,75 @@ def _statements(template_json: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _statements_by_role(template_json: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The statements of the policies attached to each role (by the role's logical id)."""
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in _of_type(template_json, kind).values():
+            for role in policy["Properties"].get("Roles", []):
+                by_role.setdefault(role["Ref"], []).extend(
+                    policy["Properties"]["PolicyDocument"]["Statement"]
+                )
+    return by_role
+
+
+def _function_roles(template_json: dict[str, Any]) -> dict[str, str]:
+    """Each function's handler, and the logical id of its role."""
+    return {
+        function["Properties"]["Handler"]: function["Properties"]["Role"]["Fn::GetAtt"][0]
+        for function in _of_type(template_json, "AWS::Lambda::Function").values()
+    }
+
+
+def test_each_event_kind_has_its_own_function_and_role(template_json: dict[str, Any]) -> None:
+    roles = _function_roles(template_json)
+    kinds = [f"remediators.handlers.{kind}.lambda_handler" for kind in KINDS]
+
+    assert set(kinds) <= roles.keys()
+    assert len({roles[kind] for kind in kinds}) == len(kinds)
+
+
+def test_the_verification_and_flow_ended_functions_change_no_resource(
+    template_json: dict[str, Any],
+) -> None:
+    roles, by_role = _function_roles(template_json), _statements_by_role(template_json)
+    allowed = {
+        "verification": {
+            "cloudwatch:DescribeAlarms",
+            "dynamodb:DeleteItem",  # the idempotency table's own records
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "sns:Publish",
+            "sqs:SendMessage",  # Lambda's, to the dead-letter queue
+        },
+        "flow_ended": {
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "sns:Publish",
+            "sqs:SendMessage",
+        },
+    }
+    for kind, actions in allowed.items():
+        statements = by_role[roles[f"remediators.handlers.{kind}.lambda_handler"]]
+        granted = {a for s in statements if s["Effect"] == "Allow" for a in _as_list(s["Action"])}
+        assert granted == actions, kind
+        tables = {
+            json.dumps(r)
+            for s in statements
+            if any(a.startswith("dynamodb:") for a in _as_list(s["Action"]))
+            for r in _as_list(s["Resource"])
+        }
+        # The audit table and the idempotency table, nothing else.
+        assert all("AuditTable" in t or "GuardrailsIdempotency" in t for t in tables), tables
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -272,8 +342,23 @@ def test_the_function_may_never_change_its_own_tables_or_itself(
     own_tables = ["ApprovalAp", "AuditTable", "ExpiryBloc", "Guardrails", "Guardrails"]
     assert by_action["dynamodb:UpdateTable"] == own_tables
     assert by_action["dynamodb:DeleteTable"] == own_tables
-    # The remediator, the approval tasks (same role), the approval endpoint, the restore tasks.
-    assert by_action["lambda:UpdateFunctionConfiguration"] == ["Remediator"] * 4
+    functions = sorted(
+        re.sub(r"[0-9A-F]{8}$", "", r["Fn::GetAtt"][0])
+        for deny in denies
+        if "lambda:UpdateFunctionConfiguration" in _as_list(deny["Action"])
+        for r in _as_list(deny["Resource"])
+    )
+    # The remediator, each event kind's function, the approval tasks (the remediator's role),
+    # the approval endpoint, the restore tasks.
+    assert functions == [
+        "RemediatorEndpoint",
+        "RemediatorExpiry",
+        "RemediatorFlowEnded",
+        "RemediatorFunction",
+        "RemediatorRestoreTasks",
+        "RemediatorTasks",
+        "RemediatorVerifier",
+    ]
 
 
 def test_update_function_configuration_is_granted_on_the_named_function_only(
@@ -447,9 +532,13 @@ def test_verification_schedules_are_scoped_and_the_scheduler_can_only_invoke_the
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
     }
-    assert invoke["Resource"] == {"Fn::GetAtt": [Match.any_value(), "Arn"]} or invoke["Resource"][
-        "Fn::GetAtt"
-    ][0].startswith("RemediatorFunction")
+    assert invoke["Resource"]["Fn::GetAtt"][0].startswith("RemediatorVerifier")
+    by_role = _statements_by_role(template_json)
+    [remediator_role] = [r for r in by_role if r.startswith("RemediatorRole")]
+    [verifier_role] = [r for r in by_role if r.startswith("RemediatorVerifierRole")]
+    assert create in by_role[remediator_role]
+    assert pass_role in by_role[remediator_role]
+    assert describe in by_role[verifier_role]
     assert sorted(r["Fn::Join"][1][-1] for r in describe["Resource"]) == [
         ":alarm:api-handler-throttles",
         ":alarm:api-handler-timeouts",
@@ -608,7 +697,7 @@ def test_the_lambda_presets_alarm_on_duration_near_the_timeout_and_on_the_error_
     assert sums == {"errors": ("Errors", "Sum"), "invocations": ("Invocations", "Sum")}
 
 
-def test_flow_executions_that_end_without_success_go_to_the_remediator(
+def test_flow_executions_that_end_without_success_go_to_the_flow_ended_function(
     template_json: dict[str, Any],
 ) -> None:
     [rule] = [
@@ -626,6 +715,6 @@ def test_flow_executions_that_end_without_success_go_to_the_remediator(
         ":stateMachine:autoremediate-Autoremediate-restore",
     ]
     [target] = rule["Targets"]
-    assert target["Arn"]["Fn::GetAtt"][0].startswith("RemediatorFunction")
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("RemediatorFlowEnded")
     assert "DeadLetterConfig" in target
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4

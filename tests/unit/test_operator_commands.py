@@ -129,14 +129,23 @@ def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
     sqs = boto3.client("sqs")
     queue = __import__("json").loads(deployed.outputs["DeadLetterQueues"])["function"]
     event = load_event("single_metric")
-    sqs.send_message(
-        QueueUrl=queue,
-        MessageBody=__import__("json").dumps(event),
-        MessageAttributes={
-            "ErrorCode": {"DataType": "String", "StringValue": "Unhandled"},
-            "ErrorMessage": {"DataType": "String", "StringValue": "ActionError: boom"},
-        },
-    )
+    # The functions of every kind share the queue: a verification and a flow's end wait too.
+    verification = {"kind": "verify", "id": "verify-e1", "event_id": "e1"}
+    ended = {
+        "id": "ended-1",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "detail": {"status": "FAILED"},
+    }
+    for body in (event, verification, ended):
+        sqs.send_message(
+            QueueUrl=queue,
+            MessageBody=__import__("json").dumps(body),
+            MessageAttributes={
+                "ErrorCode": {"DataType": "String", "StringValue": "Unhandled"},
+                "ErrorMessage": {"DataType": "String", "StringValue": "ActionError: boom"},
+            },
+        )
     invoked: list[tuple[str, str]] = []
     monkeypatch.setattr(
         "remediators.core.operations._invoke_async",
@@ -151,8 +160,17 @@ def test_dead_letters_are_listed_with_their_error_then_replayed_and_removed(
     assert f"function  {event['id']}  alarm orders-ddb-throttle: Unhandled ActionError: boom" in (
         listing
     )
-    assert "replayed 1 events" in replayed
-    assert invoked == [(deployed.outputs["RemediatorFunctionName"], event["id"])]
+    assert "replayed 3 events" in replayed
+    functions = __import__("json").loads(deployed.outputs["HandlerFunctions"])
+    assert functions["alarm"] == deployed.outputs["RemediatorFunctionName"]
+    assert sorted(invoked) == sorted(
+        [
+            (functions["alarm"], event["id"]),
+            (functions["verification"], "verify-e1"),
+            (functions["flow_ended"], "ended-1"),
+        ]
+    )
+    assert len(set(functions.values())) == len(functions) == 4  # one function per kind
     assert (
         sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"

@@ -1,0 +1,36 @@
+"""Lambda entry point for the expiry schedule: every run undoes the changes whose time ran out
+(`core.expiry`: IP blocks past `block_for`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+from remediators.core.expiry import expire_due
+from remediators.core.guardrails import ResourceLocks
+from remediators.core.settings import Settings
+from remediators.handlers.common import (
+    count,
+    idempotency,
+    logger,
+    metrics,
+    persistence,
+    recorder,
+)
+
+persistence_store = persistence()
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+@idempotent(config=idempotency, persistence_store=persistence_store)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Undo what is due; one record per policy whose changes were undone (or failed)."""
+    settings = Settings.from_env()
+    records = expire_due(recorder(settings), ResourceLocks(settings.locks_table), str(event["id"]))
+    for record in records:
+        count(record)
+    return {"expired": [record.model_dump(mode="json") for record in records]}
