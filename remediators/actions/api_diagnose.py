@@ -29,6 +29,9 @@ The choice, most telling first (a recent deploy explains the rest: a slower vers
 Between functions with the same finding, the strongest. A follow-up the policy turns off
 (`rollback: null`, ...) is never chosen. Nothing chosen: the event is `inconclusive`,
 escalated with the figures.
+
+One module per action (the registry's rule), hence its length: finding the functions, reading
+their figures and choosing are this diagnosis alone; the fixes it chooses are their own actions.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ module does the AWS work of each step:
 
 The source table is never changed or deleted. Only tables named `<table>-restored-*` are ever
 deleted (the IAM grant says so too), and never one the application's setting points at.
+
+One module per action (the registry's rule), hence its length: every step of the flow is this
+action's AWS work, and its permissions are declared next to the calls that need them.
 """
 
 from __future__ import annotations

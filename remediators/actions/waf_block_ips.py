@@ -18,6 +18,9 @@ writers' entries are never lost. Each block expires: the blocks ledger
 (`remediators.core.blocks`, table BLOCKS_TABLE_NAME) records when, before the set is written,
 and `BlockIps.sweep` removes expired addresses, only those the ledger holds. `revert` takes
 back exactly the addresses the action added, whatever else the set gained since.
+
+One module per action (the registry's rule), hence its length: the offender query, the
+merge-and-retry write, the ledger and the sweep belong to this action alone.
 """
 
 from __future__ import annotations

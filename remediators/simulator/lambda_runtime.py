@@ -89,8 +89,10 @@ class LambdaRuntime:
         self.async_settings = async_settings
         # Per thread: Step Functions runs task states on its own threads.
         self._local = threading.local()
-        # One handler at a time: a handler runs with its function's environment variables.
+        # One handler at a time (they share sys.stdout and the handler modules).
         self._running = threading.RLock()
+        # Before the default session below: its providers keep the os.environ they are given.
+        _thread_environ()
         # Step Functions' task invocations, for the report (function name, task, error).
         self.task_invocations: list[Invocation] = []
         # Every client made from now on (the handler's too) reports its calls for checking.
@@ -361,16 +363,57 @@ def _function_environment(function: _Function) -> Iterator[None]:
         "AWS_EXECUTION_ENV": "AWS_Lambda_python_simulated",
         "LAMBDA_TASK_ROOT": str(function.task_root),
     }
-    saved = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
-    try:
+    # Only in this thread: os.environ is shared by every thread, and moto's (Step Functions')
+    # go on reading it meanwhile; setting and removing the variables there would race them.
+    with _thread_environ().applied(variables):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+
+
+class _ThreadEnviron(os._Environ[str]):
+    """os.environ, except in a thread that runs a handler: there it is the invocation's own
+    copy (the process's variables and the function's). So a function's environment is never
+    set in, nor removed from, what the other threads read: they iterate os.environ (botocore
+    reads the proxy variables for each new client, e.g. Step Functions' for its task's Lambda
+    call), and a key removed between the iteration's snapshot and its read raised KeyError.
+    Threads a handler starts see the process's variables."""
+
+    def __init__(self, environ: os._Environ[str]) -> None:
+        self._local = threading.local()
+        data: Any = environ._data  # type: ignore[attr-defined]
+        super().__init__(
+            data, environ.encodekey, environ.decodekey, environ.encodevalue, environ.decodevalue
+        )
+
+    # What os._Environ's methods read and write: this thread's copy, else the process's.
+    @property
+    def _data(self) -> Any:
+        own = getattr(self._local, "data", None)
+        return self._process_data if own is None else own
+
+    @_data.setter
+    def _data(self, data: Any) -> None:
+        self._process_data = data
+
+    @contextmanager
+    def applied(self, variables: dict[str, str]) -> Iterator[None]:
+        """In this thread only, until exit: the environment with `variables` set."""
+        outer = getattr(self._local, "data", None)
+        own = dict(self._data)  # copying a dict is atomic: no thread's write is half-seen
+        own.update((self.encodekey(k), self.encodevalue(v)) for k, v in variables.items())
+        self._local.data = own
+        try:
+            yield
+        finally:
+            self._local.data = outer
+
+
+def _thread_environ() -> _ThreadEnviron:
+    """os.environ, made a _ThreadEnviron (once per process)."""
+    environ = os.environ
+    if not isinstance(environ, _ThreadEnviron):
+        environ = _ThreadEnviron(environ)
+        os.environ = environ  # noqa: B003  (the same variables; os.getenv reads it too)
+    return environ
 
 
 class _LogSink(io.TextIOBase):
