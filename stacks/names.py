@@ -13,6 +13,13 @@ EXPIRY_HANDLER = "remediators.handlers.expiry.lambda_handler"
 APPROVAL_TASKS_HANDLER = "remediators.flows.approval.lambda_handler"
 APPROVAL_ENDPOINT_HANDLER = "remediators.handlers.approval_endpoint.lambda_handler"
 APPROVAL_ENDPOINT_TIMEOUT_SECONDS = 10
+# The public approval endpoint's reserved concurrency: a flood of requests to its URL can take
+# no more of the account's concurrency than this. Lambda keeps at least 100 of the account's
+# unreserved, so an account whose quota is below 100 + this cannot reserve it: deploy there
+# with `-c approvalEndpointConcurrency=0` (no reservation).
+# https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionConcurrency.html
+APPROVAL_ENDPOINT_CONCURRENCY = 5
+APPROVAL_ENDPOINT_CONCURRENCY_CONTEXT = "approvalEndpointConcurrency"
 RESTORE_TASKS_HANDLER = "remediators.flows.restore.lambda_handler"
 
 

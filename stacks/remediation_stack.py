@@ -98,7 +98,6 @@ class RemediationStack(Stack):
         verifier = self._verifier(
             remediator,
             handler_environment,
-            policy_file=policy_file,
             audit=audit,
             guardrails=guardrails,
             verification=verification,
@@ -215,20 +214,19 @@ class RemediationStack(Stack):
         remediator: RemediatorFunction,
         environment: dict[str, str],
         *,
-        policy_file: PolicyFile,
         audit: AuditTable,
         guardrails: GuardrailState,
         verification: Verification,
     ) -> lambda_.Function:
-        """The verification schedules' function: it reads the policies' alarms and marks the
-        action's record; it changes no resource."""
+        """The verification schedules' function: it reads alarms and marks the action's
+        record; it changes no resource."""
         function = remediator.handler_function(
             "Verifier",
             description="autoremediate: is an action's alarm still in ALARM at its deadline?",
             handler=names.VERIFICATION_HANDLER,
             environment=environment,
         )
-        verification.grant_verifying(function, [p.alarm for p in policy_file.policies])
+        verification.grant_verifying(function)
         audit.grant_read(function, update=True)
         guardrails.grant_idempotency(function)
         return function

@@ -42,13 +42,21 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture
 def aws() -> Iterator[None]:
     """An empty moto account, in-process."""
+    import boto3
     from moto import mock_aws
 
+    from remediators.simulator import fidelity
     from remediators.simulator.local_aws import add_lambda_account_settings
 
     add_lambda_account_settings()  # moto 5.2 lacks Lambda's GetAccountSettings
-    reset_clients()
     with mock_aws():
+        # A fresh default session with the simulator's fidelity rules: moto refuses less than
+        # AWS does.
+        boto3.setup_default_session()
+        fidelity.install(boto3.DEFAULT_SESSION)
+        reset_clients()
+        # Waits (a table UPDATING, a backoff) move simulated time on instead of blocking.
+        clock.use_simulated_time()
         yield
     reset_clients()
     clock.use_real_time()

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from remediators.actions.dynamodb_scale_capacity import TableTarget
+from remediators.actions.dynamodb_scale_capacity import SCALING_ALARMS, TableTarget
 from remediators.actions.lambda_raise_timeout import settled_configuration
 from remediators.core import clock
 from remediators.core.aws import client
@@ -257,6 +257,7 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                 resources=("*",),
                 why_wildcard="these Describe calls support no resource-level permissions",
             ),
+            SCALING_ALARMS,
         ]
         cutover = params.cutover
         if cutover.parameter is not None:

@@ -29,8 +29,27 @@ logger = logging.getLogger(__name__)
 # Default per-table quota of read and of write capacity units (Service Quotas can raise it).
 DYNAMODB_TABLE_QUOTA = 40_000
 # UpdateTable is asynchronous: wait this long for ACTIVE before recording what was read.
+# UpdateTable is asynchronous: the table is UPDATING for a while and refuses another update
+# (ResourceInUseException, which botocore does not retry):
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html
+# Waits for ACTIVE, within the function's 120 s: before planning (another writer's update) at
+# most _PLAN_POLLS polls, after the change (to read it back) at most _ACTIVE_POLLS.
 _ACTIVE_POLLS, _ACTIVE_POLL_SECONDS = 20, 3.0
+_PLAN_POLLS = 10
 _DIMENSIONS = {"read": "ReadCapacityUnits", "write": "WriteCapacityUnits"}
+
+
+# Application Auto Scaling checks that a caller of RegisterScalableTarget and PutScalingPolicy
+# may also manage the CloudWatch alarms of scaling policies, and refuses the call otherwise
+# (ValidationException); it probes PutMetricAlarm and DeleteAlarms without parameters (no alarm
+# ARN), so only a grant on `*` passes:
+# https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html
+SCALING_ALARMS = Permission(
+    actions=("cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"),
+    resources=("*",),
+    why_wildcard="Application Auto Scaling probes these as the caller, without an alarm, before "
+    "it registers a scalable target (its permission validation): only * passes",
+)
 
 
 class TableTarget(Target):
@@ -93,6 +112,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 resources=("*",),
                 why_wildcard="DescribeScalableTargets supports no resource-level permissions",
             ),
+            SCALING_ALARMS,
         ]
 
     @classmethod
@@ -101,7 +121,9 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         return TableTarget(table=table) if table else None
 
     def read(self) -> dict[str, Any]:
-        return self._read_state()
+        # As the table will be: an update in progress still reports the capacity before it
+        # (a revert's or an approval's "changed since" must see the other writer's change).
+        return self._read_state(wait_active=True, polls=_PLAN_POLLS)
 
     def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in state.items() if key != "status"}
@@ -112,7 +134,15 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         return self._read_state(wait_active=True, autoscaling=self._had_autoscaling)
 
     def plan(self) -> Plan:
-        before = self._read_state()
+        before = self._read_state(wait_active=True, polls=_PLAN_POLLS)
+        if before["status"] != "ACTIVE":
+            waited = int(_PLAN_POLLS * _ACTIVE_POLL_SECONDS)
+            return Plan(
+                before=before,
+                skip_reason="table_updating",
+                note=f"table {self.target.table} is still {before['status']} after {waited} s: "
+                "another change of it is in progress, and DynamoDB refuses a second one",
+            )
         if before["billing_mode"] == "PAY_PER_REQUEST":
             return Plan(
                 before=before,
@@ -159,7 +189,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         self._write(plan.before, plan.after)
 
     def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
-        self._write(self._read_state(), before)
+        self._write(self._read_state(wait_active=True), before)
 
     def _write(self, current: dict[str, Any], wanted: dict[str, Any]) -> None:
         """Move the table from `current` to `wanted`: one UpdateTable for the capacity the
@@ -273,10 +303,13 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
 
     _had_autoscaling = True  # until a read shows otherwise
 
-    def _read_state(self, wait_active: bool = False, autoscaling: bool = True) -> dict[str, Any]:
-        """Capacity per table/GSI and dimension, billing mode, status and autoscaling bounds."""
+    def _read_state(
+        self, wait_active: bool = False, autoscaling: bool = True, polls: int = _ACTIVE_POLLS
+    ) -> dict[str, Any]:
+        """Capacity per table/GSI and dimension, billing mode, status and autoscaling bounds;
+        `wait_active`: after at most `polls` reads, `_ACTIVE_POLL_SECONDS` apart, for ACTIVE."""
         table = self.target.table
-        for _ in range(_ACTIVE_POLLS if wait_active else 1):
+        for _ in range(polls if wait_active else 1):
             try:
                 description = client("dynamodb").describe_table(TableName=table)["Table"]
             except ClientError as error:

@@ -80,6 +80,8 @@ _NAME = r"^[\w-]+$"
 
 _Address = IPv4Address | IPv6Address
 _Network = IPv4Network | IPv6Network
+# Where WAF answers for CloudFront (its IAM ARNs say so too: `arn_template`).
+_CLOUDFRONT_REGION = "us-east-1"
 
 
 class IpSetTarget(Target):
@@ -101,7 +103,7 @@ class IpSetTarget(Target):
         """The IP set's ARN with {partition} and {account} (CLOUDFRONT sets are global, in
         us-east-1)."""
         if self.scope == "CLOUDFRONT":
-            prefix = "arn:{partition}:wafv2:us-east-1:{account}:global"
+            prefix = f"arn:{{partition}}:wafv2:{_CLOUDFRONT_REGION}:{{account}}:global"
         else:
             prefix = "arn:{partition}:wafv2:{region}:{account}:regional"
         return f"{prefix}/ipset/{self.ip_set}/{self.id or '*'}"
@@ -497,7 +499,7 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
             if ip_set.get("Description"):
                 request["Description"] = ip_set["Description"]  # UpdateIPSet replaces it
             try:
-                client("wafv2").update_ip_set(**request)
+                self._waf().update_ip_set(**request)
             except ClientError as error:
                 code = error.response["Error"]["Code"]
                 if code == "WAFOptimisticLockException" and self._landed(addresses, error):
@@ -527,7 +529,7 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
 
     def _get_ip_set(self) -> tuple[dict[str, Any], str]:
         try:
-            response = client("wafv2").get_ip_set(
+            response = self._waf().get_ip_set(
                 Name=self.target.ip_set, Scope=self.target.scope, Id=self._id()
             )
         except ClientError as error:
@@ -536,12 +538,19 @@ class BlockIps(Action[BlockIpsParams, IpSetTarget]):
             raise ActionError.from_client_error(f"GetIPSet {self.target.ip_set}", error) from error
         return response["IPSet"], response["LockToken"]
 
+    def _waf(self) -> Any:
+        """WAF for the set's scope: CloudFront's sets answer only at us-east-1 ("For all calls,
+        use the Region endpoint us-east-1",
+        https://docs.aws.amazon.com/waf/latest/APIReference/API_CreateIPSet.html), regional
+        ones in the function's region."""
+        return client("wafv2", _CLOUDFRONT_REGION if self.target.scope == "CLOUDFRONT" else None)
+
     def _id(self) -> str:
         """The set's id: from the policy, else found by name (once per action)."""
         if self.target.id:
             return self.target.id
         if self._ip_set_id is None:
-            paginate = client("wafv2").list_ip_sets
+            paginate = self._waf().list_ip_sets
             kwargs: dict[str, Any] = {"Scope": self.target.scope, "Limit": 100}
             while self._ip_set_id is None:
                 page = paginate(**kwargs)

@@ -15,13 +15,30 @@ from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.events import AlarmEvent
 from remediators.core.guardrails import KillSwitch, ResourceLocks
 from remediators.core.notify import Notifier
-from remediators.core.operations import DEFAULT_STACK, deployed_settings, stack_outputs
+from remediators.core.operations import (
+    DEFAULT_STACK,
+    deployed_settings,
+    event_kind,
+    stack_outputs,
+)
 from remediators.core.policy import load_policy_file
 from remediators.core.remediate import Remediator
 from remediators.core.verify import Scheduler
 from remediators.simulator.alarm_events import read_event_file
 
 __all__ = ["explain"]
+
+# What the entry point of each other event kind does with it (see remediators/handlers/).
+_OTHER_KINDS = {
+    "flow_ended": "a flow's execution ended; the flow-ended function records its event "
+    "`failed` (flow_ended, escalated) if the flow left it `pending`, else records the status "
+    "change itself (`skipped:flow_recorded`); nothing acts",
+    "verification": "a verification request; the verification function marks the action's "
+    "record verified, or escalates it (`unresolved`) if its alarm is still in ALARM; nothing "
+    "acts",
+    "expiry": "the expiry schedule; the expiry function undoes the changes whose time ran out "
+    "(expired IP blocks), each recorded `applied:expired`",
+}
 
 
 def explain(
@@ -41,6 +58,10 @@ def explain(
             where = "the local AWS (moto): the account's resources are not there"
         lines = [f"event {event.get('id', '?')} from {event_path}"]
         lines += _rules(event, stack_name)
+        kind = event_kind(event)
+        if kind != "alarm":
+            lines.append(f"not an alarm event: {_OTHER_KINDS[kind]}")
+            return "\n".join(lines)
         try:
             alarm_event = AlarmEvent.model_validate(event)
         except ValidationError as error:

@@ -24,6 +24,12 @@ _WHY_ESCALATED = {
     "should look at why.",
     "unresolved": "The change was made, but the alarm is still in ALARM after the policy's "
     "verify_within window: the change did not fix the cause. A person should look.",
+    "unverifiable": "The change was made, but its alarm could not be read at the policy's "
+    "verify_within deadline (deleted, or not visible to the verification function): nobody "
+    "knows whether the change helped. A person should look.",
+    "table_updating": "Nothing was changed: the table was still being updated by another change "
+    "when the remediator had waited as long as it may, and DynamoDB refuses a second update "
+    "meanwhile. The alarm sends no new event while it stays in ALARM: a person should look.",
     "rejected": "Nothing was changed: an operator rejected the planned change.",
     "approval_timeout": "Nothing was changed: nobody approved the planned change before its "
     "deadline. The alarm may still need a person.",

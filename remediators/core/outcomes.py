@@ -28,6 +28,7 @@ ESCALATE = frozenset(
         "inconclusive",
         "no_reservation",
         "no_backup",
+        "table_updating",
     }
 )
 

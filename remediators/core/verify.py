@@ -78,7 +78,8 @@ class Scheduler:
 
 
 def alarm_state(alarm_name: str) -> str | None:
-    """The alarm's current state value, or None if it no longer exists."""
+    """The alarm's current state value, or None if it is not found (deleted, or a composite
+    alarm the caller may not read: DescribeAlarms returns those only to a permission on *)."""
     response = client("cloudwatch").describe_alarms(
         AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
     )
@@ -93,14 +94,15 @@ def verify(recorder: Recorder, request: VerifyRequest) -> AuditRecord | None:
     record = audit.get(request.event_id)
     if record is None or record.outcome is not Outcome.APPLIED or record.alarm is None:
         return None
-    # Recovered once is resolved: a later ALARM is a new incident with its own events.
-    resolved = (
-        record.recovered_at is not None or alarm_state(record.alarm) != AlarmStateValue.ALARM.value
-    )
+    # Recovered once is resolved: a later ALARM is a new incident with its own events. An
+    # alarm that cannot be read (deleted, or not returned) says nothing: a person looks.
+    state = None if record.recovered_at is not None else alarm_state(record.alarm)
+    resolved = record.recovered_at is not None or state not in (None, AlarmStateValue.ALARM.value)
     audit.mark_verified(record.event_id, resolved)
     verified = record.model_copy(update={"verified": resolved})
     if not resolved:
-        verified = verified.model_copy(update={"escalated": True, "reason": "unresolved"})
+        reason = "unresolved" if state is not None else "unverifiable"
+        verified = verified.model_copy(update={"escalated": True, "reason": reason})
         policy = policies.policy_for_alarm(record.alarm)
         channel = policies.channel(policy) if policy else None
         recorder.notifier.notify(verified, channel)

@@ -38,6 +38,7 @@ from botocore.response import StreamingBody
 import remediators
 from remediators.core.approval import signing_key
 from remediators.core.aws import reset_clients
+from remediators.simulator import fidelity
 from remediators.simulator.access import AccessChecker, call_of
 from remediators.simulator.deploy import AsyncInvokeSettings
 
@@ -100,6 +101,8 @@ class LambdaRuntime:
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-parameter-build", self._check_access)
         boto3.DEFAULT_SESSION.events.register("before-call.lambda.Invoke", self._task_invoke)
+        # ... and refuses what AWS refuses, moto or not (a function's calls as its role).
+        fidelity.install(boto3.DEFAULT_SESSION, caller=self._caller)
         reset_clients()
         self._functions: dict[str, _Function] = {}
         self._workdir = tempfile.TemporaryDirectory(prefix="autoremediate-lambda-")
@@ -202,6 +205,11 @@ class LambdaRuntime:
             return
         if not allowed:
             invocation.denied.append(str(call))
+
+    def _caller(self) -> AccessChecker | None:
+        """The deployed role of the function whose handler runs in this thread, if any."""
+        current = getattr(self._local, "current", None)
+        return None if current is None else current[0].access
 
     def access_by_function(self) -> dict[str, AccessChecker]:
         """The role of each function invoked so far, by name: what it grants, what was used."""

@@ -89,6 +89,7 @@ class ApprovalFlow(Construct):
             log_group=endpoint_logs,
             environment={**self.environment, "AUDIT_TABLE_NAME": audit_table.table_name},
             timeout_seconds=names.APPROVAL_ENDPOINT_TIMEOUT_SECONDS,
+            reserved_concurrency=_endpoint_concurrency(self),
         )
         # Links must open from an email client: no IAM auth; every link is signed instead.
         self.url = self.endpoint.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
@@ -188,3 +189,11 @@ class ApprovalFlow(Construct):
         if with_decision:
             payload["decision"] = sfn.JsonPath.string_at("$.decision")
         return lambda_task(self, construct_id, self.tasks, payload)
+
+
+def _endpoint_concurrency(scope: Construct) -> int | None:
+    """The endpoint's reserved concurrency (names.APPROVAL_ENDPOINT_CONCURRENCY, or the context
+    value; 0: none)."""
+    value = scope.node.try_get_context(names.APPROVAL_ENDPOINT_CONCURRENCY_CONTEXT)
+    reserved = names.APPROVAL_ENDPOINT_CONCURRENCY if value is None else int(value)
+    return reserved or None

@@ -64,6 +64,7 @@ class RemediatorFunction(Construct):
         environment: dict[str, str],
         timeout_seconds: int = names.REMEDIATOR_TIMEOUT_SECONDS,
         dead_letter_queue: sqs.IQueue | None = None,
+        reserved_concurrency: int | None = None,
     ) -> lambda_.Function:
         """A function of this code asset and layer (the remediator, or a flow's task)."""
         return lambda_.Function(
@@ -82,6 +83,7 @@ class RemediatorFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             dead_letter_queue=dead_letter_queue,
             retry_attempts=names.FUNCTION_ASYNC_RETRIES if dead_letter_queue else None,
+            reserved_concurrent_executions=reserved_concurrency,
             environment={
                 "POWERTOOLS_SERVICE_NAME": names.POWERTOOLS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,

@@ -9,7 +9,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from remediators.core.policy import AlarmSelector
 from remediators.core.verify import SCHEDULE_GROUP, SCHEDULE_PREFIX
 
 
@@ -56,8 +55,12 @@ class Verification(Construct):
             )
         )
 
-    def grant_verifying(self, verifier: lambda_.Function, selectors: list[AlarmSelector]) -> None:
-        """The scheduler may invoke `verifier`; `verifier` may read the policies' alarms."""
+    def grant_verifying(self, verifier: lambda_.Function) -> None:
+        """The scheduler may invoke `verifier`; `verifier` may read alarms, on `*`: "To ...
+        return information about composite alarms, you must be signed on with the
+        cloudwatch:DescribeAlarms permission that is scoped to *"
+        (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html);
+        scoped to the policies' alarms, a composite alarm would read as missing."""
         self.scheduler_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"], resources=[verifier.function_arn]
@@ -65,23 +68,13 @@ class Verification(Construct):
         )
         role = verifier.role
         assert role is not None
-        alarms = sorted(
-            f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:"
-            + (selector.name if selector.name is not None else f"{selector.name_prefix}*")
-            for selector in selectors
-        )
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=alarms)
+            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=["*"])
         )
         Validations.of(role).acknowledge(
-            *[
-                Acknowledgment(
-                    id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:"
-                    f"cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{selector.name_prefix}*]",
-                    reason="cloudwatch:DescribeAlarms (read only): a policy selects its alarms "
-                    "by name prefix",
-                )
-                for selector in selectors
-                if selector.name_prefix is not None
-            ],
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason="cloudwatch:DescribeAlarms (read only) returns composite alarms only to a "
+                "permission on * (CloudWatch API reference, DescribeAlarms)",
+            )
         )

@@ -13,9 +13,11 @@ from remediators.actions.dynamodb_scale_capacity import (
     ScaleCapacityParams,
     TableTarget,
 )
+from remediators.core import clock
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmEvent
+from remediators.simulator.fidelity.dynamodb_table_updating import UPDATING_FOR
 from tests.conftest import load_event
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -54,6 +56,9 @@ def _action(table: str = "orders", **params: Any) -> ScaleCapacity:
 
 
 def _capacity(table: str = "orders") -> dict[str, Any]:
+    """The table's capacity once any update is done (UpdateTable is asynchronous: while the
+    table is UPDATING it reports the capacity before; see the fidelity rule)."""
+    clock.advance(UPDATING_FOR)
     description = boto3.client("dynamodb").describe_table(TableName=table)["Table"]
     throughput = description["ProvisionedThroughput"]
     result = {"table": (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"])}

@@ -18,7 +18,7 @@ from remediators.actions.waf_block_ips import (
     IpSetTarget,
 )
 from remediators.core import clock
-from remediators.core.aws import client
+from remediators.core.aws import client, reset_clients
 from remediators.core.blocks import BlockLedger
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmDetail
@@ -465,6 +465,33 @@ def test_an_update_error_becomes_an_action_error() -> None:
 
     with pytest.raises(ActionError, match="WAFLimitsExceededException"):
         action.apply(plan)
+
+
+def test_a_cloudfront_ip_set_is_written_at_us_east_1_from_a_function_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a CloudFront-scope set (WAF keeps those at us-east-1) and a function in eu-west-1
+    summary = boto3.client("wafv2", region_name="us-east-1").create_ip_set(
+        Name="edge-blocks", Scope="CLOUDFRONT", IPAddressVersion="IPV4", Addresses=[]
+    )["Summary"]
+    target = IpSetTarget(
+        ip_set="edge-blocks", id=summary["Id"], scope="CLOUDFRONT", log_group=LOG_GROUP
+    )
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    reset_clients()
+    create_blocks_table(BLOCKS_TABLE)  # the stack's tables are in the function's region
+    _logs({"203.0.113.7": 6})
+
+    # When it blocks an address
+    action = _action(target)
+    action.apply(action.plan())
+
+    # Then the set holds it (a call from eu-west-1 would be refused: the fidelity rule)
+    response = boto3.client("wafv2", region_name="us-east-1").get_ip_set(
+        Name="edge-blocks", Scope="CLOUDFRONT", Id=summary["Id"]
+    )
+    assert response["IPSet"]["Addresses"] == ["203.0.113.7/32"]
 
 
 # --- declarations -------------------------------------------------------------------------

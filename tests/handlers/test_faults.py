@@ -51,6 +51,7 @@ from remediators.core.operations import dead_letters, handler_functions, replay
 from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
 from remediators.simulator.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
+from remediators.simulator.fidelity.dynamodb_table_updating import UPDATING_FOR
 from remediators.simulator.lambda_runtime import Invocation, LambdaRuntime
 from remediators.simulator.local_aws import LocalAws
 from remediators.simulator.resources import create_resources, read_function, read_ip_set, read_table
@@ -84,8 +85,11 @@ class HappyPath:
     applied_part: Callable[[dict[str, Any]], Any]
 
     def read(self) -> dict[str, Any]:
-        """The resource as the test sees it (and, for IP sets, the blocks ledger)."""
+        """The resource as the test sees it once any update is done (a table stays UPDATING
+        with its old capacity for a while: the fidelity rule), and the blocks ledger."""
         state: dict[str, Any] = {}
+        if self.resources.dynamodb_tables:
+            clock.advance(UPDATING_FOR)
         for table in self.resources.dynamodb_tables:
             state[table.name] = read_table(table.name)
         for function in self.resources.lambda_functions:
@@ -485,6 +489,7 @@ def discovered() -> dict[str, tuple[Call, ...]]:
     does (plan, apply, read_back) on an empty moto with just its resources."""
     from moto import mock_aws
 
+    from remediators.simulator import fidelity
     from remediators.simulator.local_aws import add_lambda_account_settings
 
     add_lambda_account_settings()
@@ -504,6 +509,8 @@ def discovered() -> dict[str, tuple[Call, ...]]:
                         boto3.setup_default_session()
                         session = boto3.DEFAULT_SESSION
                         assert session is not None
+                        # As AWS answers (the deployed run has the rules too).
+                        fidelity.install(session)
                         create_blocks_table("blocks")
                         alarm_at = _write_access_logs()
                         create_resources(path.resources)

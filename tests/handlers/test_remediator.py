@@ -882,3 +882,71 @@ def test_a_flow_that_recorded_its_own_ending_is_left_as_it_recorded(
     assert audit.get("restore-done") == final
     assert audit.get(event["id"]) is not None  # the status change itself is on the record
     assert inbox() == []
+
+
+def test_verification_of_an_action_whose_alarm_cannot_be_read_escalates(
+    handler: Handler, verification_handler: Handler, function_env: dict[str, str], inbox: Any
+) -> None:
+    # Given an applied action whose alarm is gone by its deadline (deleted, or a composite
+    # alarm DescribeAlarms does not return to a narrower permission)
+    _table()
+    _alarm("ALARM")
+    event = _event()
+    handler(event, LambdaContext())
+    inbox()
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=["orders-ddb-throttle"])
+
+    # When its verification is due
+    request = json.loads(_verification_schedule()["Target"]["Input"])
+    result = verification_handler(request, LambdaContext())
+
+    # Then nothing is taken for recovered: a person is asked to look
+    assert result == {"event_id": event["id"], "verified": False}
+    assert _audit(function_env, event["id"]).verified is False
+    [message] = inbox()
+    assert message["Subject"] == (
+        "[autoremediate] ESCALATION: unverifiable on dynamodb:table/orders"
+    )
+
+
+def test_a_table_another_writer_is_updating_is_scaled_from_its_new_capacity_once_done(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    # Given a table another writer has just updated (UPDATING for a while, as DynamoDB is)
+    _table()
+    boto3.client("dynamodb").update_table(
+        TableName="orders", ProvisionedThroughput={"ReadCapacityUnits": 6, "WriteCapacityUnits": 6}
+    )
+
+    # When the throttling alarm's event arrives meanwhile
+    event = _event()
+    result = handler(event, LambdaContext())
+
+    # Then the remediator waits for the other update and doubles what it set
+    assert (result["outcome"], result["reason"]) == ("applied", None)
+    assert _capacity() == (12, 12)
+
+
+def test_a_table_still_updating_after_the_wait_is_skipped_and_escalated(
+    handler: Handler, function_env: dict[str, str], inbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from remediators.simulator.fidelity import dynamodb_table_updating
+
+    # Given a table whose update by another writer takes longer than the remediator waits
+    monkeypatch.setattr(dynamodb_table_updating, "UPDATING_FOR", timedelta(minutes=10))
+    _table()
+    boto3.client("dynamodb").update_table(
+        TableName="orders", ProvisionedThroughput={"ReadCapacityUnits": 6, "WriteCapacityUnits": 6}
+    )
+    inbox()
+
+    # When the throttling alarm's event arrives
+    result = handler(_event(), LambdaContext())
+
+    # Then nothing is changed, and a person is told (never a failure for another's update)
+    assert (result["outcome"], result["reason"]) == ("skipped", "table_updating")
+    assert result["escalated"] is True
+    [message] = inbox()
+    assert message["Subject"] == (
+        "[autoremediate] ESCALATION: table_updating on dynamodb:table/orders"
+    )

@@ -246,3 +246,35 @@ def test_explain_an_event_that_already_acted(
     assert main(["explain", str(path), "--policy", str(ROOT / "remediation.yaml")]) == 0
 
     assert "would be recorded as: skipped:duplicate" in capsys.readouterr().out
+
+
+def test_explain_a_flow_ending_says_what_its_function_does(
+    function_env: dict[str, str], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the event Step Functions sends when a watched execution fails
+    event = {
+        "version": "0",
+        "id": "ended-1",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": "2026-12-02T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "status": "FAILED",
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:"
+            "autoremediate-Autoremediate-restore",
+        },
+    }
+    path = tmp_path / "ended.json"
+    path.write_text(__import__("json").dumps(event))
+
+    # When it is explained
+    assert main(["explain", str(path), "--policy", str(ROOT / "remediation.yaml")]) == 0
+
+    # Then it is routed to the flow-ended function and described as such, not as a bad alarm
+    out = capsys.readouterr().out
+    assert "matched rule Autoremediate-FlowWatchEnded" in out
+    assert "not an alarm event: a flow's execution ended" in out
+    assert "not a well-formed alarm event" not in out

@@ -20,6 +20,11 @@ from tests.conftest import ROOT
 
 ACTIONS = registered_actions()
 MUTATING_PREFIXES = ("Update", "Put", "Register", "Create", "Delete", "Set", "Modify", "Restore")
+# Granted on `*` because AWS checks them there for another service: Application Auto Scaling
+# probes PutMetricAlarm and DeleteAlarms "without any parameters" (no alarm, so no alarm ARN)
+# before RegisterScalableTarget/PutScalingPolicy, and refuses the call if they are denied:
+# https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html
+CHECKED_ON_STAR = frozenset({"cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"})
 
 
 def test_there_are_actions_to_walk() -> None:
@@ -49,7 +54,9 @@ def test_each_action_declares_iam_and_never_a_mutating_action_on_star(name: str)
         for permission in permissions:
             if "*" in permission.resources:
                 mutating = [
-                    a for a in permission.actions if a.split(":")[1].startswith(MUTATING_PREFIXES)
+                    a
+                    for a in permission.actions
+                    if a.split(":")[1].startswith(MUTATING_PREFIXES) and a not in CHECKED_ON_STAR
                 ]
                 assert not mutating, f"{name}: {mutating} on '*'"
 

@@ -1,0 +1,96 @@
+"""Fidelity rules: AWS behaviours the project depends on and moto does not model, enforced on
+the clients of this process (the simulator's, and the deployed handlers' in-process), so that a
+defect that moto would let through fails here as it would in an account.
+
+One module per rule. Each rule cites the AWS page it follows, hooks botocore where the
+simulator already does (`before-call`: answer instead of moto, as AWS would; `after-call`: show
+what AWS would return), and answers with the error code and message AWS returns, so botocore
+raises the same modeled exception. `install` puts every rule on a session; `remediate simulate`
+and the test suite's moto fixture install them by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botocore.awsrequest import AWSResponse
+
+from remediators.simulator.access import AccessChecker
+
+__all__ = ["RULES", "Caller", "Refusal", "Rule", "api_params", "error_response", "install"]
+
+# The deployed role of the function making the call, if a function makes it (None: the
+# simulator's own set-up calls, or a test's).
+Caller = Callable[[], AccessChecker | None]
+
+
+class Rule(Protocol):
+    """One AWS behaviour: its name, the page it follows, and how it hooks botocore."""
+
+    name: str
+    doc: str
+
+    def register(self, events: Any, caller: Caller) -> None:
+        """Register the rule's handlers on a botocore event emitter."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What AWS answers instead: its error code, message and HTTP status."""
+
+    code: str
+    message: str
+    status: int = 400
+
+
+def error_response(refusal: Refusal, url: str = "") -> tuple[AWSResponse, dict[str, Any]]:
+    """A before-call answer that makes botocore raise the service's modeled exception for
+    `refusal.code`, as if the service had refused the call."""
+    parsed = {
+        "Error": {"Code": refusal.code, "Message": refusal.message},
+        "Message": refusal.message,
+        "ResponseMetadata": {"HTTPStatusCode": refusal.status, "HTTPHeaders": {}},
+    }
+    return AWSResponse(url, refusal.status, {}, None), parsed
+
+
+def install(session: Any, caller: Caller | None = None) -> list[Rule]:
+    """Put every rule on `session` (a boto3 session: clients made from it afterwards obey the
+    rules); `caller` tells the calling function's role, for rules that depend on it. Rules
+    that keep state (a table being updated) start afresh."""
+    session.events.register("before-parameter-build", _keep_api_params)
+    for rule in RULES:
+        rule.register(session.events, caller or (lambda: None))
+    return RULES
+
+
+def api_params(context: dict[str, Any]) -> dict[str, Any]:
+    """The API parameters of the call (before-call and after-call handlers see only the
+    serialized request)."""
+    return dict(context.get(_API_PARAMS, {}))
+
+
+_API_PARAMS = "fidelity_api_params"
+
+
+def _keep_api_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    context[_API_PARAMS] = dict(params)
+
+
+def _rules() -> list[Rule]:
+    from remediators.simulator.fidelity import (
+        autoscaling_checks_cloudwatch,
+        dynamodb_table_updating,
+        waf_cloudfront_region,
+    )
+
+    return [
+        waf_cloudfront_region.RULE,
+        autoscaling_checks_cloudwatch.RULE,
+        dynamodb_table_updating.RULE,
+    ]
+
+
+RULES: list[Rule] = _rules()
