@@ -128,7 +128,7 @@ class RemediationStack(Stack):
                 approval=approval,
                 audit=audit,
                 guardrails=guardrails,
-                topics=list(notifications.topics.values()),
+                notifications=notifications,
             )
             functions.append(restore.tasks)
         self._grant_remediator(remediator, audit, guardrails, verification)
@@ -152,9 +152,8 @@ class RemediationStack(Stack):
             + ([expiry.blocks] if expiry else []),
             [*functions, *handlers.values()],
         )
-        for topic in notifications.topics.values():
-            for function in handlers.values():
-                topic.grant_publish(function)
+        for function in handlers.values():
+            notifications.grant_publish(function)
         trigger_dead_letters = self._trigger_dead_letters()
         if expiry is not None:
             expiry.schedule(handlers["expiry"], trigger_dead_letters)

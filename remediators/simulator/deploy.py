@@ -130,9 +130,10 @@ def deploy(assembly: Path, aws: LocalAws) -> DeployedStack:
         r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
         for r in summaries["StackResourceSummaries"]
     }
-    _create_literal_alarms(template)
+    _create_alarms(template, physical)
     _create_function_urls(template, physical)
     _hand_state_machines_to_interpreter(aws)
+    _store_key_policies_as_text(aws)
     _create_generated_secrets(template)
     return DeployedStack(
         name=stack_name,
@@ -181,21 +182,38 @@ def async_invoke_settings(stack: DeployedStack, aws: LocalAws) -> dict[str, Asyn
     return settings
 
 
-def _create_literal_alarms(template: dict[str, Any]) -> None:
-    """moto's CloudFormation skips alarms: create the template's alarms whose properties are
-    literal (the policies' preset alarms) through the API, as CloudFormation would. The
-    stack's self-watching alarms refer to other resources and are left out."""
+def _create_alarms(template: dict[str, Any], physical: dict[str, str]) -> None:
+    """moto's CloudFormation skips alarms: create the template's alarms through the API, as
+    CloudFormation would, with their references (a function's name, a queue's name, a topic's
+    ARN) resolved to what was deployed. An alarm that refers to anything else is left out."""
     cloudwatch = boto3.client("cloudwatch")
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
-        properties = resource["Properties"]
-        if any(marker in json.dumps(properties) for marker in ('"Ref"', '"Fn::')):
+        try:
+            properties = _resolved(resource["Properties"], physical)
+        except LookupError:
             continue
         cloudwatch.put_metric_alarm(**properties)
         cloudwatch.set_alarm_state(
             AlarmName=properties["AlarmName"], StateValue="OK", StateReason="deployed"
         )
+
+
+def _resolved(value: Any, physical: dict[str, str]) -> Any:
+    """`value` with each `Ref` (a physical id: a function's name, a topic's ARN) and a queue's
+    `Fn::GetAtt QueueName` replaced; LookupError for any other intrinsic."""
+    if isinstance(value, list):
+        return [_resolved(item, physical) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and value["Ref"] in physical:
+        return physical[value["Ref"]]
+    if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][1] == "QueueName":
+        return physical[value["Fn::GetAtt"][0]].rsplit("/", 1)[-1]  # a queue's id is its URL
+    if any(key == "Ref" or key.startswith("Fn::") for key in value):
+        raise LookupError(f"cannot resolve {value}")
+    return {key: _resolved(item, physical) for key, item in value.items()}
 
 
 def _create_function_urls(template: dict[str, Any], physical: dict[str, str]) -> None:
@@ -228,6 +246,17 @@ def _hand_state_machines_to_interpreter(aws: LocalAws) -> None:
             loggingConfiguration=machine.loggingConfiguration,  # type: ignore[arg-type]
             tracingConfiguration=machine.tracingConfiguration,  # type: ignore[arg-type]
         )
+
+
+def _store_key_policies_as_text(aws: LocalAws) -> None:
+    """moto's CloudFormation keeps a KMS key's KeyPolicy as the object the template gives, and
+    its KMS then fails every call on the key (it parses the policy as JSON text): store it as
+    text, as KMS keeps it."""
+    from moto.kms.models import kms_backends
+
+    for key in kms_backends[aws.account_id][aws.region].keys.values():
+        if isinstance(key.policy, dict):
+            key.policy = json.dumps(key.policy)
 
 
 def _create_generated_secrets(template: dict[str, Any]) -> None:

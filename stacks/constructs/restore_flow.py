@@ -18,7 +18,6 @@ from typing import cast
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -33,6 +32,7 @@ from stacks import names
 from stacks.constructs.approval_flow import ApprovalFlow
 from stacks.constructs.audit_table import AuditTable
 from stacks.constructs.guardrail_state import GuardrailState
+from stacks.constructs.notifications import Notifications
 from stacks.constructs.remediator_function import (
     RemediatorFunction,
     acknowledge_wildcards,
@@ -56,7 +56,7 @@ class RestoreFlow(Construct):
         approval: ApprovalFlow,
         audit: AuditTable,
         guardrails: GuardrailState,
-        topics: list[sns.ITopic],
+        notifications: Notifications,
     ) -> None:
         super().__init__(scope, construct_id)
         self.state_machine_name = names.flow_state_machine_name(
@@ -90,8 +90,7 @@ class RestoreFlow(Construct):
         acknowledge_wildcards(role, permissions)
         audit.grant_record(role)
         guardrails.grant_kill_switch_read(role)
-        for topic in topics:
-            topic.grant_publish(role)
+        notifications.grant_publish(role)
         approval.grant_requesting(role)
         approval.accept_decisions_for(self.state_machine_arn)
         remediator.role.add_to_policy(

@@ -245,6 +245,8 @@ def test_the_verification_and_flow_ended_functions_change_no_resource(
             "logs:CreateLogStream",
             "logs:PutLogEvents",
             "sns:Publish",
+            "kms:Decrypt",  # a publisher's, on the topics' key
+            "kms:GenerateDataKey*",
             "sqs:SendMessage",  # Lambda's, to the dead-letter queue
         },
         "flow_ended": {
@@ -255,6 +257,8 @@ def test_the_verification_and_flow_ended_functions_change_no_resource(
             "logs:CreateLogStream",
             "logs:PutLogEvents",
             "sns:Publish",
+            "kms:Decrypt",
+            "kms:GenerateDataKey*",
             "sqs:SendMessage",
         },
     }
@@ -778,3 +782,34 @@ def test_an_account_with_a_small_quota_can_deploy_without_the_reservation() -> N
 
     template = Template.from_stack(stack).to_json()
     assert "ReservedConcurrentExecutions" not in _endpoint(template)
+
+
+def test_the_topics_key_lets_cloudwatch_publish_the_stack_s_own_alarms(
+    template_json: dict[str, Any],
+) -> None:
+    # CloudWatch cannot use the AWS managed key alias/aws/sns: alarms to such a topic never
+    # notify. The topics use a key of the stack's own whose policy lets CloudWatch use it.
+    [(key_id, key)] = _of_type(template_json, "AWS::KMS::Key").items()
+    topics = _of_type(template_json, "AWS::SNS::Topic").values()
+    assert topics
+    for topic in topics:
+        assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    [cloudwatch] = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert (cloudwatch["Effect"], sorted(cloudwatch["Action"])) == (
+        "Allow",
+        ["kms:Decrypt", "kms:GenerateDataKey*"],
+    )
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # And every function that publishes may use the key as a publisher must.
+    roles, by_role = _function_roles(template_json), _statements_by_role(template_json)
+    for kind in KINDS:
+        statements = by_role[roles[f"remediators.handlers.{kind}.lambda_handler"]]
+        assert any(
+            set(_as_list(s["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+            and s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}
+            for s in statements
+        ), kind

@@ -210,3 +210,102 @@ def test_once_the_update_is_done_the_table_is_active_with_the_new_throughput() -
 
     assert _seen(dynamodb) == ("ACTIVE", 10)
     _raise(dynamodb, 20)  # and it may be updated again
+
+
+# --- CloudWatch alarm actions to encrypted topics -------------------------------------------
+
+
+def _alarm_to(session: boto3.Session, key: str, name: str = "ops") -> tuple[str, Any]:
+    """An alarm whose ALARM action publishes to a topic encrypted with `key`, and a queue
+    subscribed to the topic (its inbox)."""
+    sns, sqs = session.client("sns"), session.client("sqs")
+    topic = sns.create_topic(Name=name, Attributes={"KmsMasterKeyId": key})["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    session.client("cloudwatch").put_metric_alarm(
+        AlarmName="errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        AlarmActions=[topic],
+    )
+    return queue, sqs
+
+
+def _fire(session: boto3.Session) -> None:
+    session.client("cloudwatch").set_alarm_state(
+        AlarmName="errors", StateValue="ALARM", StateReason="threshold crossed"
+    )
+
+
+def _key(session: boto3.Session, cloudwatch_may_use: bool) -> str:
+    account = "123456789012"
+    statements: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if cloudwatch_may_use:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            }
+        )
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    return str(session.client("kms").create_key(Policy=policy)["KeyMetadata"]["Arn"])
+
+
+def _received(queue: str, sqs: Any) -> list[str]:
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"])["Subject"] for m in messages]
+
+
+def test_bare_moto_runs_no_alarm_action_and_says_nothing_of_the_key() -> None:
+    session = _bare()
+    queue, sqs = _alarm_to(session, "alias/aws/sns")
+
+    _fire(session)  # accepted: no delivery, and no failure recorded anywhere
+
+    assert _received(queue, sqs) == []
+
+
+def test_an_alarm_action_to_a_topic_with_the_aws_managed_key_never_delivers() -> None:
+    from remediators.simulator.fidelity.cloudwatch_alarm_actions import RULE
+
+    session = _strict()
+    queue, sqs = _alarm_to(session, "alias/aws/sns")
+
+    _fire(session)
+
+    assert _received(queue, sqs) == []
+    [delivery] = RULE.deliveries
+    assert delivery.error is not None
+    assert "does not have authorization to access the SNS topic encryption key" in delivery.error
+
+
+def test_an_alarm_action_delivers_only_if_the_key_lets_cloudwatch_use_it() -> None:
+    from remediators.simulator.fidelity.cloudwatch_alarm_actions import RULE
+
+    refusing, allowing = _strict(), _strict()
+    closed_queue, sqs = _alarm_to(refusing, _key(refusing, cloudwatch_may_use=False))
+    _fire(refusing)
+    assert _received(closed_queue, sqs) == []
+
+    queue, sqs = _alarm_to(allowing, _key(allowing, cloudwatch_may_use=True), name="ops-open")
+    _fire(allowing)
+
+    assert _received(queue, sqs) == ['ALARM: "errors" in us-east-1']
+    assert RULE.deliveries[-1].error is None

@@ -82,6 +82,7 @@ def _keep_api_params(params: dict[str, Any], context: dict[str, Any], **_: Any) 
 def _rules() -> list[Rule]:
     from remediators.simulator.fidelity import (
         autoscaling_checks_cloudwatch,
+        cloudwatch_alarm_actions,
         dynamodb_table_updating,
         waf_cloudfront_region,
     )
@@ -90,6 +91,7 @@ def _rules() -> list[Rule]:
         waf_cloudfront_region.RULE,
         autoscaling_checks_cloudwatch.RULE,
         dynamodb_table_updating.RULE,
+        cloudwatch_alarm_actions.RULE,
     ]
 
 

@@ -1,0 +1,143 @@
+"""CloudWatch runs an alarm's SNS actions when the alarm changes state, and cannot publish to a
+topic whose KMS key does not let it.
+
+AWS: "Several AWS services publish events to Amazon SNS topics. To allow these event sources to
+work with encrypted topics, you must ... Use a customer managed KMS key ... allow the AWS service
+to have the kms:GenerateDataKey* and kms:Decrypt permissions":
+https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+The AWS managed key `alias/aws/sns` cannot be given to CloudWatch (its policy cannot be edited):
+such an alarm's action never runs; the alarm history says "Failed to execute action ...
+CloudWatch Alarms does not have authorization to access the SNS topic encryption key."
+
+moto runs no alarm action at all. The rule runs them after SetAlarmState, as CloudWatch does:
+it publishes the alarm's message to each SNS topic of the new state's actions whose key allows
+CloudWatch, and records a failure for the others (`deliveries`; moto has no alarm history).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from remediators.simulator.fidelity import Caller, api_params
+
+__all__ = ["RULE", "AlarmActions", "Delivery"]
+
+logger = logging.getLogger(__name__)
+
+AWS_MANAGED_SNS_KEY = "alias/aws/sns"
+_PRINCIPAL = "cloudwatch.amazonaws.com"
+_NEEDED = ("kms:Decrypt", "kms:GenerateDataKey")
+_NO_KEY_ACCESS = (
+    "CloudWatch Alarms does not have authorization to access the SNS topic encryption key."
+)
+_ACTIONS_OF_STATE = {
+    "ALARM": "AlarmActions",
+    "OK": "OKActions",
+    "INSUFFICIENT_DATA": "InsufficientDataActions",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alarm action CloudWatch ran (or failed to)."""
+
+    alarm: str
+    state: str
+    topic: str
+    error: str | None = None
+
+
+class AlarmActions:
+    name = "cloudwatch-alarm-actions-need-the-topic-key"
+    doc = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.deliveries: list[Delivery] = []
+
+    def register(self, events: Any, caller: Caller) -> None:
+        with self._lock:
+            self.deliveries.clear()  # those of the last installed session
+        sessions: dict[str, Any] = {}  # by region: a session without the hooks
+
+        def client(service: str, region: str) -> Any:
+            import boto3
+
+            if region not in sessions:
+                sessions[region] = boto3.Session(region_name=region)
+            return sessions[region].client(service)
+
+        def run_actions(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+            if http_response.status_code >= 300:
+                return
+            params = api_params(context)
+            region = str(context.get("client_region"))
+            name, state = str(params["AlarmName"]), str(params["StateValue"])
+            alarms = client("cloudwatch", region).describe_alarms(AlarmNames=[name])
+            for alarm in alarms.get("MetricAlarms", []):
+                if not alarm.get("ActionsEnabled", True):
+                    continue
+                for action in alarm.get(_ACTIONS_OF_STATE.get(state, ""), []):
+                    if action.startswith("arn:aws:sns:"):
+                        self._publish(alarm, state, action, params, client)
+
+        events.register("after-call.cloudwatch.SetAlarmState", run_actions)
+
+    def _publish(
+        self, alarm: dict[str, Any], state: str, topic: str, params: dict[str, Any], client: Any
+    ) -> None:
+        region = topic.split(":")[3]
+        attributes = client("sns", region).get_topic_attributes(TopicArn=topic)["Attributes"]
+        key = attributes.get("KmsMasterKeyId")
+        error = None
+        if key and not _lets_cloudwatch_use(key, client("kms", region)):
+            error = f'Failed to execute action {topic}. Received error: "{_NO_KEY_ACCESS}"'
+            logger.warning("alarm %s: %s", alarm["AlarmName"], error)
+        else:
+            message = {
+                "AlarmName": alarm["AlarmName"],
+                "AlarmDescription": alarm.get("AlarmDescription"),
+                "NewStateValue": state,
+                "NewStateReason": params.get("StateReason", ""),
+                "AlarmArn": alarm["AlarmArn"],
+            }
+            client("sns", region).publish(
+                TopicArn=topic,
+                Subject=f'{state}: "{alarm["AlarmName"]}" in {region}'[:100],
+                Message=json.dumps(message),
+            )
+        with self._lock:
+            self.deliveries.append(Delivery(alarm["AlarmName"], state, topic, error))
+
+
+def _lets_cloudwatch_use(key: str, kms: Any) -> bool:
+    """Whether the key's policy allows CloudWatch kms:Decrypt and kms:GenerateDataKey*. The AWS
+    managed SNS key never does (its policy admits only SNS, for the account's principals)."""
+    if key == AWS_MANAGED_SNS_KEY or key.endswith(f":{AWS_MANAGED_SNS_KEY}"):
+        return False
+    metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    if metadata.get("KeyManager") == "AWS":
+        return False
+    raw = kms.get_key_policy(KeyId=metadata["KeyId"], PolicyName="default")["Policy"]
+    # A string from AWS; moto hands back a policy CloudFormation gave it as an object.
+    policy = raw if isinstance(raw, dict) else json.loads(raw)
+    statements = policy.get("Statement", [])
+    allowed: set[str] = set()
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        if statement.get("Effect") != "Allow" or _PRINCIPAL not in services:
+            continue
+        actions = statement.get("Action", [])
+        for action in [actions] if isinstance(actions, str) else actions:
+            allowed |= {needed for needed in _NEEDED if fnmatch.fnmatchcase(needed, action)}
+    return allowed == set(_NEEDED)
+
+
+RULE = AlarmActions()
