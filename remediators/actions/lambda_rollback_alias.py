@@ -2,8 +2,12 @@
 serves (runbook "Deploy new Lambda function version", rollback). Risky by default: a policy
 must ask for approval or say `approval: never`.
 
-The previous version is the highest published version below the alias's current one. A
-weighted alias (a canary in progress) is rolled back whole: its extra weights are cleared.
+The previous version is the highest published version below the alias's current one. An
+alias with a canary in progress (its routing config sends a share of the traffic to another
+version: FunctionVersion is the primary, AdditionalVersionWeights the canary,
+https://docs.aws.amazon.com/lambda/latest/dg/configuration-aliases.html) is rolled back by
+stopping the canary: the weights are cleared and every request goes to the primary, the version
+that served before the deploy. Going below the primary would run older code than before it.
 """
 
 from __future__ import annotations
@@ -92,6 +96,16 @@ class RollbackAlias(Action[RollbackAliasParams, AliasTarget]):
 
     def plan(self) -> Plan:
         before = self.read()
+        if before["weights"]:
+            canary = ", ".join(f"{v} ({w:.0%})" for v, w in sorted(before["weights"].items()))
+            return Plan(
+                before=before,
+                after={"version": before["version"], "weights": {}},
+                changes=[
+                    f"alias {self.target.alias}: canary of version {canary} stopped, all "
+                    f"traffic to version {before['version']}"
+                ],
+            )
         previous = self._previous_version(before["version"])
         if previous is None:
             return Plan(
@@ -101,8 +115,6 @@ class RollbackAlias(Action[RollbackAliasParams, AliasTarget]):
             )
         after = {"version": previous, "weights": {}}
         changes = [f"alias {self.target.alias}: version {before['version']} -> {previous}"]
-        if before["weights"]:
-            changes.append(f"canary weights {before['weights']} cleared")
         return Plan(before=before, after=after, changes=changes)
 
     def apply(self, plan: Plan) -> None:

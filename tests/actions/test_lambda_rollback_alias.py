@@ -1,4 +1,4 @@
-"""lambda.rollback_alias on moto: back one version, canary cleared, nothing to go back to,
+"""lambda.rollback_alias on moto: back one version, a canary stopped, nothing to go back to,
 revert, errors."""
 
 from __future__ import annotations
@@ -67,15 +67,31 @@ def test_the_alias_goes_back_one_published_version() -> None:
     assert action.read_back() == {"version": "2", "weights": {}}
 
 
-def test_a_canary_in_progress_is_rolled_back_whole() -> None:
-    _alias("3", weights={"2": 0.1})
+def test_a_canary_in_progress_is_stopped_and_the_primary_serves_everything() -> None:
+    # Given a canary deploy: version 2 serves, 10% goes to the new version 3
+    _alias("2", weights={"3": 0.1})
     action = _action()
 
     plan = action.plan()
     action.apply(plan)
 
-    assert plan.changes[1] == "canary weights {'2': 0.1} cleared"
+    # Then the canary stops: all traffic to 2, never below it (1 would be older than before)
+    assert plan.changes == [
+        "alias live: canary of version 3 (10%) stopped, all traffic to version 2"
+    ]
     assert _serving() == ("2", {})
+    assert action.read_back() == {"version": "2", "weights": {}}
+
+
+def test_reverting_a_stopped_canary_restarts_it() -> None:
+    _alias("2", weights={"3": 0.1})
+    action = _action()
+    plan = action.plan()
+    action.apply(plan)
+
+    action.revert(plan.before)
+
+    assert _serving() == ("2", {"3": 0.1})
 
 
 def test_with_no_earlier_version_there_is_nothing_to_do() -> None:
