@@ -38,7 +38,8 @@ def main() -> int:
 def render(f: dict[str, Any], total_s: float) -> str:
     cold, calls, st = f["cold_start"], f["api_calls"], f["storm"]
     over, dep, sc = f["handler_overhead"], f["deployment"], f["scenarios"]
-    [(handler, cold_handler)] = cold["handlers"].items()
+    # The alarm handler is the one whose cold start the goal is about; the others are shown.
+    cold_handler = cold["handlers"]["remediators.handlers.alarm"]
     lines = [
         "# Benchmarks",
         "",
@@ -59,9 +60,12 @@ def render(f: dict[str, Any], total_s: float) -> str:
         "",
         '| module | median | baseline `import boto3; boto3.client("dynamodb")` | ratio | goal |',
         "|---|---|---|---|---|",
-        f"| `{handler}` | {cold_handler['median_s'] * 1000:.0f} ms | "
-        f"{cold['baseline_s'] * 1000:.0f} ms | **{cold_handler['ratio']:.2f}x** | "
-        f"{cold_handler['goal']}x |",
+        *[
+            f"| `{handler}` | {figures['median_s'] * 1000:.0f} ms | "
+            f"{cold['baseline_s'] * 1000:.0f} ms | **{figures['ratio']:.2f}x** | "
+            f"{figures['goal']}x |"
+            for handler, figures in cold["handlers"].items()
+        ],
         "",
         _cold_note(cold_handler["ratio"], cold_handler["goal"]),
         "",
