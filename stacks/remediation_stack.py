@@ -179,6 +179,7 @@ class RemediationStack(Stack):
             self,
             "Operations",
             function=remediator.function,
+            other_functions={k: f for k, f in handlers.items() if k != "alarm"},
             dead_letter_queues=[remediator.dead_letter_queue, trigger_dead_letters],
             topics=[
                 topic

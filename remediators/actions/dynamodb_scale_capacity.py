@@ -28,14 +28,15 @@ logger = logging.getLogger(__name__)
 
 # Default per-table quota of read and of write capacity units (Service Quotas can raise it).
 DYNAMODB_TABLE_QUOTA = 40_000
-# UpdateTable is asynchronous: wait this long for ACTIVE before recording what was read.
 # UpdateTable is asynchronous: the table is UPDATING for a while and refuses another update
 # (ResourceInUseException, which botocore does not retry):
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html
-# Waits for ACTIVE, within the function's 120 s: before planning (another writer's update) at
-# most _PLAN_POLLS polls, after the change (to read it back) at most _ACTIVE_POLLS.
-_ACTIVE_POLLS, _ACTIVE_POLL_SECONDS = 20, 3.0
-_PLAN_POLLS = 10
+# The waits for ACTIVE, polled every _ACTIVE_POLL_SECONDS: before planning (another writer's
+# update) at most _PLAN_WAIT_SECONDS; all of one action's waits together (plan, the scalable
+# targets, the read-back) at most _WAIT_BUDGET_SECONDS, well within the function's 120 s.
+_ACTIVE_POLL_SECONDS = 3.0
+_PLAN_WAIT_SECONDS = 30.0
+_WAIT_BUDGET_SECONDS = 75.0
 _DIMENSIONS = {"read": "ReadCapacityUnits", "write": "WriteCapacityUnits"}
 
 
@@ -123,7 +124,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
     def read(self) -> dict[str, Any]:
         # As the table will be: an update in progress still reports the capacity before it
         # (a revert's or an approval's "changed since" must see the other writer's change).
-        return self._read_state(wait_active=True, polls=_PLAN_POLLS)
+        return self._read_state(wait_active=True, max_wait=_PLAN_WAIT_SECONDS)
 
     def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in state.items() if key != "status"}
@@ -134,9 +135,9 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         return self._read_state(wait_active=True, autoscaling=self._had_autoscaling)
 
     def plan(self) -> Plan:
-        before = self._read_state(wait_active=True, polls=_PLAN_POLLS)
+        before = self._read_state(wait_active=True, max_wait=_PLAN_WAIT_SECONDS)
         if before["status"] != "ACTIVE":
-            waited = int(_PLAN_POLLS * _ACTIVE_POLL_SECONDS)
+            waited = int(_PLAN_WAIT_SECONDS)
             return Plan(
                 before=before,
                 skip_reason="table_updating",
@@ -303,22 +304,32 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
 
     _had_autoscaling = True  # until a read shows otherwise
 
+    _waited = 0.0  # seconds this action has waited for ACTIVE (the budget's use)
+
     def _read_state(
-        self, wait_active: bool = False, autoscaling: bool = True, polls: int = _ACTIVE_POLLS
+        self,
+        wait_active: bool = False,
+        autoscaling: bool = True,
+        max_wait: float = _WAIT_BUDGET_SECONDS,
     ) -> dict[str, Any]:
         """Capacity per table/GSI and dimension, billing mode, status and autoscaling bounds;
-        `wait_active`: after at most `polls` reads, `_ACTIVE_POLL_SECONDS` apart, for ACTIVE."""
+        `wait_active`: for ACTIVE, at most `max_wait` and what is left of the action's budget."""
         table = self.target.table
-        for _ in range(polls if wait_active else 1):
+        waited = 0.0
+        while True:
             try:
                 description = client("dynamodb").describe_table(TableName=table)["Table"]
             except ClientError as error:
                 if error.response["Error"]["Code"] == "ResourceNotFoundException":
                     raise TargetNotFound(f"table {table} does not exist") from error
                 raise
-            if description["TableStatus"] == "ACTIVE" or not wait_active:
+            left = min(max_wait - waited, _WAIT_BUDGET_SECONDS - self._waited)
+            if description["TableStatus"] == "ACTIVE" or not wait_active or left <= 0:
                 break
-            clock.sleep(_ACTIVE_POLL_SECONDS)
+            pause = min(_ACTIVE_POLL_SECONDS, left)
+            clock.sleep(pause)
+            waited += pause
+            self._waited += pause
         billing = description.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         capacity = {"table": _throughput(description.get("ProvisionedThroughput", {}))}
         for index in description.get("GlobalSecondaryIndexes", []):

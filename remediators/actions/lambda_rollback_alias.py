@@ -3,11 +3,13 @@ serves (runbook "Deploy new Lambda function version", rollback). Risky by defaul
 must ask for approval or say `approval: never`.
 
 The previous version is the highest published version below the alias's current one. An
-alias with a canary in progress (its routing config sends a share of the traffic to another
-version: FunctionVersion is the primary, AdditionalVersionWeights the canary,
-https://docs.aws.amazon.com/lambda/latest/dg/configuration-aliases.html) is rolled back by
-stopping the canary: the weights are cleared and every request goes to the primary, the version
-that served before the deploy. Going below the primary would run older code than before it.
+alias that splits its traffic (a canary or a gradual deploy in progress: FunctionVersion and
+the AdditionalVersionWeights' "second version",
+https://docs.aws.amazon.com/lambda/latest/api/API_AliasRoutingConfiguration.html) is rolled
+back by sending all traffic to the older of its versions, the one that served before the
+deploy, whichever side of the split it is on (CodeDeploy keeps the old version primary; AWS's
+CloudFormation example makes the new one primary). Going below it would run older code than
+before the deploy.
 """
 
 from __future__ import annotations
@@ -97,13 +99,15 @@ class RollbackAlias(Action[RollbackAliasParams, AliasTarget]):
     def plan(self) -> Plan:
         before = self.read()
         if before["weights"]:
-            canary = ", ".join(f"{v} ({w:.0%})" for v, w in sorted(before["weights"].items()))
+            served = [before["version"], *before["weights"]]
+            oldest = min(served, key=lambda v: int(v) if v.isdigit() else float("inf"))
+            split = ", ".join(f"{v} ({w:.0%})" for v, w in sorted(before["weights"].items()))
             return Plan(
                 before=before,
-                after={"version": before["version"], "weights": {}},
+                after={"version": oldest, "weights": {}},
                 changes=[
-                    f"alias {self.target.alias}: canary of version {canary} stopped, all "
-                    f"traffic to version {before['version']}"
+                    f"alias {self.target.alias}: split between version {before['version']} and "
+                    f"{split} stopped, all traffic to version {oldest}"
                 ],
             )
         previous = self._previous_version(before["version"])

@@ -143,6 +143,11 @@ def replay(
     """Deliver each event again to the function of its kind (`functions`, as
     `handler_functions` gives them; asynchronously, as EventBridge does), then delete it from
     its queue. Safe to repeat: an event id that already acted acts no more."""
+    missing = sorted({event_kind(letter.event) for letter in letters} - functions.keys())
+    if missing:  # before anything is sent: a half-replayed queue would be harder to read
+        raise AutoremediateError(
+            f"dead letters of {', '.join(missing)} events, which this stack has no function for"
+        )
     send = invoke or _invoke_async
     for letter in letters:
         send(functions[event_kind(letter.event)], letter.event)

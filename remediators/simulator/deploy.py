@@ -131,6 +131,7 @@ def deploy(assembly: Path, aws: LocalAws) -> DeployedStack:
         for r in summaries["StackResourceSummaries"]
     }
     _create_alarms(template, physical)
+    _apply_topic_policies(template, physical, aws)
     _create_function_urls(template, physical)
     _hand_state_machines_to_interpreter(aws)
     _store_key_policies_as_text(aws)
@@ -200,15 +201,38 @@ def _create_alarms(template: dict[str, Any], physical: dict[str, str]) -> None:
         )
 
 
+def _apply_topic_policies(
+    template: dict[str, Any], physical: dict[str, str], aws: LocalAws
+) -> None:
+    """moto's CloudFormation skips topic policies: set each on its topics, as CloudFormation
+    would (it replaces the topic's default policy)."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": aws.region, "AWS::AccountId": aws.account_id}
+    sns = boto3.client("sns")
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::SNS::TopicPolicy":
+            continue
+        properties = _resolved(resource["Properties"], {**physical, **pseudo})
+        for topic in properties["Topics"]:
+            sns.set_topic_attributes(
+                TopicArn=topic,
+                AttributeName="Policy",
+                AttributeValue=json.dumps(properties["PolicyDocument"]),
+            )
+
+
 def _resolved(value: Any, physical: dict[str, str]) -> Any:
-    """`value` with each `Ref` (a physical id: a function's name, a topic's ARN) and a queue's
-    `Fn::GetAtt QueueName` replaced; LookupError for any other intrinsic."""
+    """`value` with each `Ref` (a physical id: a function's name, a topic's ARN; or a pseudo
+    parameter `physical` holds), a queue's `Fn::GetAtt QueueName` and `Fn::Join` replaced;
+    LookupError for any other intrinsic."""
     if isinstance(value, list):
         return [_resolved(item, physical) for item in value]
     if not isinstance(value, dict):
         return value
     if set(value) == {"Ref"} and value["Ref"] in physical:
         return physical[value["Ref"]]
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(str(_resolved(part, physical)) for part in parts)
     if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][1] == "QueueName":
         return physical[value["Fn::GetAtt"][0]].rsplit("/", 1)[-1]  # a queue's id is its URL
     if any(key == "Ref" or key.startswith("Fn::") for key in value):

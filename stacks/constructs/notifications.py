@@ -3,7 +3,7 @@ encrypted with a key of the stack's own that CloudWatch may use."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
@@ -21,7 +21,8 @@ class Notifications(Construct):
     sources to work with encrypted topics ... Use a customer managed KMS key ... allow the AWS
     service to have the kms:GenerateDataKey* and kms:Decrypt permissions":
     https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
-    The functions that publish get the same two on the key with their publish grant.
+    The functions that publish get the same two on the key with their publish grant, and
+    CloudWatch may publish this account's alarms to the topics.
     """
 
     def __init__(
@@ -38,8 +39,8 @@ class Notifications(Construct):
             removal_policy=RemovalPolicy.DESTROY,
             pending_window=Duration.days(7),
         )
-        # As the SNS developer guide shows it, without conditions: the topics' own policy
-        # admits only this account's publishers.
+        # As the SNS developer guide shows it, without conditions: each topic's own policy
+        # admits only this account's alarms (below).
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsPublishToTheTopics",
@@ -56,6 +57,25 @@ class Notifications(Construct):
                 display_name=f"autoremediate {name}",
                 master_key=self.key,
                 enforce_ssl=True,
+            )
+            # The topic policy (enforce_ssl makes one) replaces SNS's default policy, which let
+            # the account's own services publish: CloudWatch needs a statement of its own, or
+            # the alarm history says "... is not authorized to perform: SNS:Publish".
+            # https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="CloudWatchAlarmsOfThisAccountPublish",
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn],
+                    conditions={
+                        "ArnLike": {
+                            "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:"
+                            f"{Aws.ACCOUNT_ID}:alarm:*"
+                        },
+                        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    },
+                )
             )
             for address in channel.email:
                 topic.add_subscription(subscriptions.EmailSubscription(address))

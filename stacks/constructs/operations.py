@@ -31,7 +31,11 @@ class Operations(Construct):
         function: lambda_.Function,
         dead_letter_queues: list[sqs.Queue],
         topics: list[sns.ITopic],
+        other_functions: dict[str, lambda_.Function] | None = None,
     ) -> None:
+        """`function`: the remediator (on the dashboard too); `other_functions`: the other
+        entry points by kind, each with an errors alarm of its own (a failing sweep leaves IP
+        blocks in place; a failing verification escalates nothing)."""
         super().__init__(scope, construct_id)
         stack_name = Stack.of(self).stack_name
         errors = function.metric_errors(period=Duration.minutes(5), statistic="Sum")
@@ -45,6 +49,14 @@ class Operations(Construct):
             self._alarm(
                 f"{stack_name}-remediator-errors", errors, "the remediator function failed"
             ),
+            *[
+                self._alarm(
+                    f"{stack_name}-{kind.replace('_', '-')}-errors",
+                    other.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                    f"the {kind.replace('_', '-')} function failed",
+                )
+                for kind, other in sorted((other_functions or {}).items())
+            ],
             *[
                 self._alarm(
                     f"{stack_name}-dead-letters-{index}",

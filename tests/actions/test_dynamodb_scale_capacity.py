@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -295,3 +296,41 @@ def test_permissions_are_scoped_to_the_named_table() -> None:
     assert table_permission.resources == (
         "arn:{partition}:dynamodb:{region}:{account}:table/orders",
     )
+
+
+def test_planning_waits_at_most_30_s_for_another_writer_s_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from remediators.simulator.fidelity import dynamodb_table_updating
+
+    monkeypatch.setattr(dynamodb_table_updating, "UPDATING_FOR", timedelta(minutes=30))
+    _table(read=5, write=5)
+    boto3.client("dynamodb").update_table(
+        TableName="orders", ProvisionedThroughput={"ReadCapacityUnits": 6, "WriteCapacityUnits": 6}
+    )
+    begun = clock.now()
+
+    plan = _action(factor=2).plan()
+
+    assert plan.skip_reason == "table_updating"
+    assert timedelta(seconds=30) <= clock.now() - begun <= timedelta(seconds=31)
+
+
+def test_all_the_waits_of_one_change_fit_well_within_the_function_s_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from remediators.simulator.fidelity import dynamodb_table_updating
+
+    # Given a table whose update will outlast the function (new partitions can take long)
+    monkeypatch.setattr(dynamodb_table_updating, "UPDATING_FOR", timedelta(minutes=30))
+    _table(read=5, write=5)
+    action = _action(factor=2)
+    begun = clock.now()
+
+    # When the action changes it and reads it back
+    action.apply(action.plan())
+    after = action.read_back()
+
+    # Then it stops waiting in time, and says what it read (the function has 120 s)
+    assert after["status"] == "UPDATING"
+    assert clock.now() - begun <= timedelta(seconds=76)  # 75 s of waits, and the calls

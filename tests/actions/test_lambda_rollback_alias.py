@@ -77,10 +77,21 @@ def test_a_canary_in_progress_is_stopped_and_the_primary_serves_everything() -> 
 
     # Then the canary stops: all traffic to 2, never below it (1 would be older than before)
     assert plan.changes == [
-        "alias live: canary of version 3 (10%) stopped, all traffic to version 2"
+        "alias live: split between version 2 and 3 (10%) stopped, all traffic to version 2"
     ]
     assert _serving() == ("2", {})
     assert action.read_back() == {"version": "2", "weights": {}}
+
+
+def test_a_new_primary_with_the_old_version_weighted_goes_back_to_the_old_one() -> None:
+    # Given a gradual deploy the other way round: the new version 3 primary, 50% still on 2
+    _alias("3", weights={"2": 0.5})
+    action = _action()
+
+    action.apply(action.plan())
+
+    # Then everything goes to 2, the version from before the deploy (not to 3, the suspect)
+    assert _serving() == ("2", {})
 
 
 def test_reverting_a_stopped_canary_restarts_it() -> None:

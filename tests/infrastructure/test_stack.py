@@ -436,7 +436,10 @@ def test_autoremediate_watches_itself_with_alarms_no_policy_can_select(
     assert names == [
         "autoremediate-Autoremediate-dead-letters-0",
         "autoremediate-Autoremediate-dead-letters-1",
+        "autoremediate-Autoremediate-expiry-errors",
+        "autoremediate-Autoremediate-flow-ended-errors",
         "autoremediate-Autoremediate-remediator-errors",
+        "autoremediate-Autoremediate-verification-errors",
     ]
     assert all(a["Properties"]["AlarmActions"] for a in alarms)
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)

@@ -309,3 +309,32 @@ def test_an_alarm_action_delivers_only_if_the_key_lets_cloudwatch_use_it() -> No
 
     assert _received(queue, sqs) == ['ALARM: "errors" in us-east-1']
     assert RULE.deliveries[-1].error is None
+
+
+def test_an_alarm_action_to_a_topic_whose_policy_does_not_admit_cloudwatch_never_delivers() -> None:
+    from remediators.simulator.fidelity.cloudwatch_alarm_actions import RULE
+
+    # Given a topic whose policy (as enforce_ssl writes one) replaced SNS's default one
+    session = _strict()
+    queue, sqs = _alarm_to(session, _key(session, cloudwatch_may_use=True))
+    [topic] = [t["TopicArn"] for t in session.client("sns").list_topics()["Topics"]]
+    ssl_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sns:Publish",
+                "Resource": topic,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    session.client("sns").set_topic_attributes(
+        TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(ssl_only)
+    )
+
+    _fire(session)
+
+    assert _received(queue, sqs) == []
+    assert "is not authorized to perform: SNS:Publish" in (RULE.deliveries[-1].error or "")

@@ -9,7 +9,9 @@ import boto3
 import pytest
 
 
-@pytest.mark.parametrize("alarm", ["remediator-errors", "dead-letters-0"])
+@pytest.mark.parametrize(
+    "alarm", ["remediator-errors", "verification-errors", "expiry-errors", "dead-letters-0"]
+)
 def test_the_stack_s_own_alarms_reach_the_operators(
     function_env: dict[str, str], inbox: Any, alarm: str
 ) -> None:

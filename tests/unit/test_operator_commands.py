@@ -278,3 +278,18 @@ def test_explain_a_flow_ending_says_what_its_function_does(
     assert "matched rule Autoremediate-FlowWatchEnded" in out
     assert "not an alarm event: a flow's execution ended" in out
     assert "not a well-formed alarm event" not in out
+
+
+def test_a_replay_with_a_kind_the_stack_does_not_deploy_sends_nothing() -> None:
+    from remediators.core.errors import AutoremediateError
+    from remediators.core.operations import DeadLetter, replay
+
+    letters = [
+        DeadLetter("function", load_event("single_metric"), "", "r1", "q"),
+        DeadLetter("function", {"kind": "verify", "id": "v", "event_id": "e"}, "", "r2", "q"),
+    ]
+    sent: list[str] = []
+
+    with pytest.raises(AutoremediateError, match="verification"):
+        replay(letters, {"alarm": "remediator"}, invoke=lambda f, e: sent.append(f))
+    assert sent == []

@@ -7,7 +7,11 @@ to have the kms:GenerateDataKey* and kms:Decrypt permissions":
 https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
 The AWS managed key `alias/aws/sns` cannot be given to CloudWatch (its policy cannot be edited):
 such an alarm's action never runs; the alarm history says "Failed to execute action ...
-CloudWatch Alarms does not have authorization to access the SNS topic encryption key."
+CloudWatch Alarms does not have authorization to access the SNS topic encryption key." And the
+topic's own policy must let CloudWatch publish: a topic policy replaces the default one (which
+admits the account's services), so without a statement for cloudwatch.amazonaws.com the
+history says "... is not authorized to perform: SNS:Publish":
+https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger
 
 moto runs no alarm action at all. The rule runs them after SetAlarmState, as CloudWatch does:
 it publishes the alarm's message to each SNS topic of the new state's actions whose key allows
@@ -95,8 +99,14 @@ class AlarmActions:
         attributes = client("sns", region).get_topic_attributes(TopicArn=topic)["Attributes"]
         key = attributes.get("KmsMasterKeyId")
         error = None
-        if key and not _lets_cloudwatch_use(key, client("kms", region)):
+        if not _admits_cloudwatch(attributes.get("Policy"), alarm["AlarmArn"]):
+            error = (
+                f'Failed to execute action {topic}. Received error: "{alarm["AlarmArn"]} is not '
+                f'authorized to perform: SNS:Publish on resource: {topic}"'
+            )
+        elif key and not _lets_cloudwatch_use(key, client("kms", region)):
             error = f'Failed to execute action {topic}. Received error: "{_NO_KEY_ACCESS}"'
+        if error is not None:
             logger.warning("alarm %s: %s", alarm["AlarmName"], error)
         else:
             message = {
@@ -113,6 +123,64 @@ class AlarmActions:
             )
         with self._lock:
             self.deliveries.append(Delivery(alarm["AlarmName"], state, topic, error))
+
+
+def _admits_cloudwatch(policy_text: str | None, alarm_arn: str) -> bool:
+    """Whether the topic policy lets CloudWatch publish this alarm (no policy: SNS's default,
+    which admits the account's own). Deny first, then Allow; a condition this cannot decide
+    does not hold."""
+    if not policy_text:
+        return True
+    account = alarm_arn.split(":")[4]
+    context = {
+        "aws:sourcearn": alarm_arn,
+        "aws:sourceaccount": account,
+        "aws:sourceowner": account,
+        "aws:securetransport": "true",  # CloudWatch publishes over TLS
+    }
+    policy = json.loads(policy_text) if isinstance(policy_text, str) else policy_text
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    applying = [s for s in statements if _applies_to_cloudwatch(s, context)]
+    return any(s.get("Effect") == "Allow" for s in applying) and not any(
+        s.get("Effect") == "Deny" for s in applying
+    )
+
+
+def _applies_to_cloudwatch(statement: dict[str, Any], context: dict[str, str]) -> bool:
+    """Whether `statement` covers CloudWatch publishing, its conditions met by `context`."""
+    principal = statement.get("Principal")
+    if isinstance(principal, dict):
+        listed = [*_as_list(principal.get("Service", [])), *_as_list(principal.get("AWS", []))]
+        covered = any(p in (_PRINCIPAL, "*") for p in listed)
+    else:
+        covered = principal == "*"
+    actions = _as_list(statement.get("Action", []))
+    publishes = any(fnmatch.fnmatchcase("sns:publish", a.lower()) for a in actions)
+    return (
+        covered
+        and publishes
+        and all(
+            _holds(operator, context.get(key.lower()), [str(e) for e in _as_list(expected)])
+            for operator, conditions in statement.get("Condition", {}).items()
+            for key, expected in conditions.items()
+        )
+    )
+
+
+def _holds(operator: str, value: str | None, wanted: list[str]) -> bool:
+    """One condition, for the operators topic policies use; any other does not hold."""
+    if value is None:
+        return False
+    if operator in ("StringEquals", "ArnEquals", "Bool"):
+        return value.lower() in [w.lower() for w in wanted]
+    if operator in ("StringLike", "ArnLike"):
+        return any(fnmatch.fnmatchcase(value, w) for w in wanted)
+    return False
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str | dict) else list(value)
 
 
 def _lets_cloudwatch_use(key: str, kms: Any) -> bool:
