@@ -35,7 +35,9 @@ FLOW_ENDINGS = ("FAILED", "TIMED_OUT", "ABORTED")
 class Flows:
     """Starts the deployed flows (`state_machines`: ARN by flow name)."""
 
-    def __init__(self, state_machines: dict[str, str], audit: AuditStore, recorder: Recorder):
+    def __init__(
+        self, state_machines: dict[str, str], audit: AuditStore, recorder: Recorder
+    ) -> None:
         self.state_machines = state_machines
         self.audit = audit
         self.recorder = recorder

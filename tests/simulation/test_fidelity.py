@@ -338,3 +338,17 @@ def test_an_alarm_action_to_a_topic_whose_policy_does_not_admit_cloudwatch_never
 
     assert _received(queue, sqs) == []
     assert "is not authorized to perform: SNS:Publish" in (RULE.deliveries[-1].error or "")
+
+
+def test_an_alarm_set_to_the_state_it_is_in_runs_no_action_again() -> None:
+    # Given an alarm whose ALARM action reaches a topic CloudWatch may use
+    session = _strict()
+    queue, sqs = _alarm_to(session, _key(session, cloudwatch_may_use=True))
+    _fire(session)
+    assert _received(queue, sqs) == ['ALARM: "errors" in us-east-1']
+
+    # When it is set to ALARM again, a state it is already in
+    _fire(session)
+
+    # Then nothing more is sent: actions run on a change of state only
+    assert _received(queue, sqs) == []

@@ -293,3 +293,15 @@ def test_a_replay_with_a_kind_the_stack_does_not_deploy_sends_nothing() -> None:
     with pytest.raises(AutoremediateError, match="verification"):
         replay(letters, {"alarm": "remediator"}, invoke=lambda f, e: sent.append(f))
     assert sent == []
+
+
+def test_a_stack_deployed_before_the_kinds_had_functions_replays_to_its_remediator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from remediators.core import operations
+
+    monkeypatch.setattr(
+        operations, "stack_outputs", lambda name: {"RemediatorFunctionName": "old-remediator"}
+    )
+
+    assert operations.handler_functions("Autoremediate") == {"alarm": "old-remediator"}

@@ -13,7 +13,10 @@ admits the account's services), so without a statement for cloudwatch.amazonaws.
 history says "... is not authorized to perform: SNS:Publish":
 https://repost.aws/knowledge-center/cloudwatch-receive-sns-for-alarm-trigger
 
-moto runs no alarm action at all. The rule runs them after SetAlarmState, as CloudWatch does:
+moto runs no alarm action at all. The rule runs them after SetAlarmState changes an alarm's
+state (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_SetAlarmState.html:
+"When the updated state differs from the previous value, the action ... is invoked"), as
+CloudWatch does:
 it publishes the alarm's message to each SNS topic of the new state's actions whose key allows
 CloudWatch, and records a failure for the others (`deliveries`; moto has no alarm history).
 """
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 AWS_MANAGED_SNS_KEY = "alias/aws/sns"
 _PRINCIPAL = "cloudwatch.amazonaws.com"
+_STATE_BEFORE = "fidelity_alarm_state_before"
 _NEEDED = ("kms:Decrypt", "kms:GenerateDataKey")
 _NO_KEY_ACCESS = (
     "CloudWatch Alarms does not have authorization to access the SNS topic encryption key."
@@ -76,6 +80,13 @@ class AlarmActions:
                 sessions[region] = boto3.Session(region_name=region)
             return sessions[region].client(service)
 
+        def state_before(context: dict[str, Any], **_: Any) -> None:
+            params, region = api_params(context), str(context.get("client_region"))
+            alarms = client("cloudwatch", region).describe_alarms(AlarmNames=[params["AlarmName"]])
+            context[_STATE_BEFORE] = {
+                a["AlarmName"]: a["StateValue"] for a in alarms["MetricAlarms"]
+            }
+
         def run_actions(http_response: Any, context: dict[str, Any], **_: Any) -> None:
             if http_response.status_code >= 300:
                 return
@@ -84,12 +95,16 @@ class AlarmActions:
             name, state = str(params["AlarmName"]), str(params["StateValue"])
             alarms = client("cloudwatch", region).describe_alarms(AlarmNames=[name])
             for alarm in alarms.get("MetricAlarms", []):
-                if not alarm.get("ActionsEnabled", True):
+                # "When the updated state differs from the previous value, the action configured
+                # for the appropriate state is invoked" (SetAlarmState, API reference).
+                unchanged = context.get(_STATE_BEFORE, {}).get(alarm["AlarmName"]) == state
+                if unchanged or not alarm.get("ActionsEnabled", True):
                     continue
                 for action in alarm.get(_ACTIONS_OF_STATE.get(state, ""), []):
                     if action.startswith("arn:aws:sns:"):
                         self._publish(alarm, state, action, params, client)
 
+        events.register("before-call.cloudwatch.SetAlarmState", state_before)
         events.register("after-call.cloudwatch.SetAlarmState", run_actions)
 
     def _publish(
