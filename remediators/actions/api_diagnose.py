@@ -18,12 +18,15 @@ and since.
 The choice, most telling first (a recent deploy explains the rest: a slower version times out):
 1. errors began after the alias moved to a new version -> `lambda.rollback_alias`. The
    version's publish time stands for the move (AWS keeps no time on an alias: an alias moved to
-   an old version later looks older than it is). The move is at most `deployed_within` before
+   an old version later looks older than it is); during a canary (the alias splits its traffic)
+   the newer of its two versions is the deploy, and the rollback goes to the older one. The
+   move is at most `deployed_within` before
    the alarm, with at least `min_errors` errors since and an error rate at least `errors_ratio`
    times that of the `baseline` before (any errors, if there were none before).
 2. the longest invocation reached `duration_ratio` of the timeout -> `lambda.raise_timeout`,
-   only for a function the API invokes unqualified ($LATEST): a published version's timeout
-   cannot change, so for an alias it is a finding for a person.
+   for `$LATEST` or an alias (in a new version the alias moves to, when `$LATEST` is the code it
+   serves: that action says when not); a published version the API invokes directly cannot
+   change, so for it this is a finding for a person.
 3. at least `min_throttles` throttles -> `lambda.raise_concurrency`, only for a function with
    a reservation above 0 (without one its throttles are the account's: a person's call).
 Between functions with the same finding, the strongest. A follow-up the policy turns off
@@ -230,7 +233,10 @@ class ApiDiagnose(DiagnosingAction[ApiDiagnoseParams, ApiTarget]):
                     ("lambda:GetAlias", function),
                     ("lambda:GetAlias", f"{function}:{qualifier}"),
                 ]
-                follow_ups.append(("lambda.rollback_alias", {"function": name, "alias": qualifier}))
+                follow_ups += [
+                    ("lambda.rollback_alias", {"function": name, "alias": qualifier}),
+                    ("lambda.raise_timeout", {"function": name, "qualifier": qualifier}),
+                ]
             for action_name, fields in follow_ups:
                 action = _registered(action_name)
                 if action is not None:
@@ -378,21 +384,24 @@ class ApiDiagnose(DiagnosingAction[ApiDiagnoseParams, ApiTarget]):
             f"{ratio:.0%} of its {figures['timeout_s']} s timeout"
         )
         findings.append(finding)
-        if function.qualifier not in (None, "$LATEST"):
+        if function.qualifier not in (None, "$LATEST") and function.alias is None:
             findings.append(
-                f"{ref}: the API invokes a published version (of {function.qualifier}), whose "
-                "timeout cannot change: raise it in a new version"
+                f"{ref}: the API invokes published version {function.qualifier}, whose timeout "
+                "cannot change: raise it in a new version"
             )
             return None
         if self.params.raise_timeout is None:
             findings.append(f"{ref}: lambda.raise_timeout is off in this policy")
             return None
+        target: dict[str, Any] = {"function": function.name}
+        if function.alias is not None:  # in a new version the alias moves to
+            target["qualifier"] = function.alias
         return _Candidate(
             1,
             -ratio,
             ref,
             FOLLOW_UPS["raise_timeout"],
-            {"function": function.name},
+            target,
             f"{finding}: raise the timeout",
         )
 
@@ -485,8 +494,9 @@ class ApiDiagnose(DiagnosingAction[ApiDiagnoseParams, ApiTarget]):
             if unit == "of invocations"
             else f"{before:.2f} -> {after:.2f} a minute"
         )
+        deployed = figures.get("deployed_version", figures["version"])
         return (
-            f"{function.ref}: {errors_after} error(s) since version {figures['version']} "
+            f"{function.ref}: {errors_after} error(s) since version {deployed} "
             f"was published {ago.total_seconds() / 60:.0f} min before the alarm "
             f"(error rate {rate})"
         )
@@ -618,7 +628,15 @@ class ApiDiagnose(DiagnosingAction[ApiDiagnoseParams, ApiTarget]):
         served = versions.get(str(version), {})
         figures["version"] = version
         figures["timeout_s"] = served.get("Timeout")
-        if version.isdigit():
+        canary = [v for v in figures.get("canary_weights", {}) if v.isdigit()]
+        if version.isdigit() and canary:
+            # A split alias: the deploy is the newer of its versions, and a rollback sends
+            # all traffic to the older one (lambda.rollback_alias).
+            newest, oldest = max([version, *canary], key=int), min([version, *canary], key=int)
+            figures["deployed_version"] = newest
+            figures["version_published_at"] = versions.get(newest, {}).get("LastModified")
+            figures["previous_version"] = oldest
+        elif version.isdigit():
             figures["version_published_at"] = served.get("LastModified")
             earlier = [int(v) for v in versions if v.isdigit() and int(v) < int(version)]
             figures["previous_version"] = str(max(earlier)) if earlier else None

@@ -1,15 +1,29 @@
 """`dynamodb.scale_capacity`: raise a throttled table's provisioned capacity (runbook 2).
 
 The table and each global secondary index are scaled by `factor`, capped by the policy's
-maximum and by the default per-table quota, and never lowered. A dimension under Application
-Auto Scaling is changed through its scalable target, since the scaler would undo an
-UpdateTable: its maximum is raised so the scaler can go higher, and its minimum only when
-dynamic scale-out is suspended (the scaler would not use the room).
+maximum, and never lowered; the table and its GSIs together stay within the limits that
+DescribeLimits reports (one call, its answer kept a few minutes): the per-table maximum, or the
+account's if that is lower. When the increases do not all fit, each is cut by the same
+fraction. A dimension under Application Auto Scaling is changed through its scalable target,
+since the scaler would undo an UpdateTable: its maximum is raised so the scaler can go higher
+(no higher than it could go with the other units as planned), and its minimum only when dynamic
+scale-out is suspended (the scaler would not use the room). Whatever a cap or limit holds back
+is named in the plan's changes and note; a plan held back to nothing is `at_cap`.
+
+The account's headroom (its maximum less what all other tables hold) is not computed: AWS's way
+is a DescribeTable of every table (ListTables, then each table and its GSIs), thousands of calls
+in a large account, within this function's timeout, on a role that may read this table only,
+and stale by the time UpdateTable lands. DynamoDB checks it itself: its refusal
+(LimitExceededException) fails the change with a reason that says the account is at its quota.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,8 +40,16 @@ __all__ = ["DYNAMODB_TABLE_QUOTA", "ScaleCapacity", "ScaleCapacityParams", "Tabl
 
 logger = logging.getLogger(__name__)
 
-# Default per-table quota of read and of write capacity units (Service Quotas can raise it).
+# Default per-table quota of read and of write capacity units (Service Quotas can raise it):
+# the bound of the policy's max_read and max_write. Plans are capped by what DescribeLimits says.
 DYNAMODB_TABLE_QUOTA = 40_000
+# "DescribeLimits should only be called periodically. You can expect throttling errors if you
+# call it more than once in a minute."
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DescribeLimits.html
+# Its answer is kept for _LIMITS_FOR by the client that read it (an execution environment's), so
+# that a storm of alarms reads it once per environment, not once per table. A quota raised
+# meanwhile is used that much later: meanwhile the plans are lower, never refused.
+_LIMITS_FOR = timedelta(minutes=5)
 # UpdateTable is asynchronous: the table is UPDATING for a while and refuses another update
 # (ResourceInUseException, which botocore does not retry):
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html
@@ -38,6 +60,30 @@ _ACTIVE_POLL_SECONDS = 3.0
 _PLAN_WAIT_SECONDS = 30.0
 _WAIT_BUDGET_SECONDS = 75.0
 _DIMENSIONS = {"read": "ReadCapacityUnits", "write": "WriteCapacityUnits"}
+# What UpdateTable's LimitExceededException texts mean. The texts are not documented: these are
+# as observed (the evidence is cited by the simulator's fidelity rule dynamodb_capacity_limits).
+_LIMIT_REFUSALS = {
+    "reserved by the account": "the region's tables together are at the account's quota: this "
+    "table can grow only once other tables shrink or the quota is raised (Service Quotas)",
+    "per table maximum": "the table and its indexes together are at the per-table quota "
+    "(Service Quotas can raise it)",
+}
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """The most one dimension of a table and its GSIs may hold together, and the limit that
+    says so (in words, for the plan)."""
+
+    units: int
+    name: str
+
+
+# DescribeLimits' answer per client that read it: until when it holds, and the limits by
+# dimension.
+_limits_read: weakref.WeakKeyDictionary[Any, tuple[datetime, dict[str, _Limit]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 # Application Auto Scaling checks that a caller of RegisterScalableTarget and PutScalingPolicy
@@ -113,6 +159,12 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 resources=("*",),
                 why_wildcard="DescribeScalableTargets supports no resource-level permissions",
             ),
+            Permission(
+                actions=("dynamodb:DescribeLimits",),
+                resources=("*",),
+                why_wildcard="DescribeLimits reads the account's capacity quotas in the region "
+                "and supports no resource-level permissions",
+            ),
             SCALING_ALARMS,
         ]
 
@@ -151,40 +203,81 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 note="table is on-demand (PAY_PER_REQUEST): there is no capacity to raise",
             )
         after = _copy_state(before)
-        changes: list[str] = []
-        for unit, capacity in before["capacity"].items():
-            for dimension, current in capacity.items():
-                cap = self.params.cap(dimension)
-                key = f"{unit}:{dimension}"
-                scaling = before["autoscaling"].get(key)
-                if scaling is None:
-                    new = scale_up(current, self.params.factor, cap)
-                    if new != current:
-                        after["capacity"][unit][dimension] = new
-                        changes.append(f"{unit} {dimension} capacity {current} -> {new}")
-                    continue
-                # The scaler owns this capacity: give it room above, and set the floor only
-                # when it will not scale out by itself (scale-out suspended).
-                new_max = scale_up(scaling["max"], self.params.factor, cap)
-                new_min = scaling["min"]
-                if scaling["scale_out_suspended"]:
-                    new_min = max(new_min, min(scale_up(current, self.params.factor, cap), new_max))
-                for bound, old, new in (
-                    ("max", scaling["max"], new_max),
-                    ("min", scaling["min"], new_min),
-                ):
-                    if new != old:
-                        after["autoscaling"][key][bound] = new
-                        changes.append(f"{unit} {dimension} autoscaling {bound} {old} -> {new}")
+        held: dict[str, str] = {}  # "unit:dimension": what held its increase back
+        for dimension, limit in self._limits().items():
+            held |= self._fit(before, after, dimension, limit)
+        changes = _changes(before, after, held)
+        notes = [f"{key.replace(':', ' ')} held by {why}" for key, why in held.items()]
         if not changes:
             return Plan(
                 before=before,
                 after=after,
                 skip_reason="at_cap",
-                note=f"every dimension is at its cap (max_read {self.params.max_read}, "
-                f"max_write {self.params.max_write}, quota {DYNAMODB_TABLE_QUOTA})",
+                note="every dimension is at its cap: " + "; ".join(notes),
             )
-        return Plan(before=before, after=after, changes=changes)
+        return Plan(before=before, after=after, changes=changes, note="; ".join(notes))
+
+    def _fit(
+        self, before: dict[str, Any], after: dict[str, Any], dimension: str, limit: _Limit
+    ) -> dict[str, str]:
+        """Plan one dimension (read or write) of the table and each GSI into `after`: each
+        times the factor, at most the policy's cap, and all of them together within `limit`.
+        Returns what held each unit back ("unit:dimension": the cap or limit)."""
+        factor, cap = self.params.factor, self.params.cap(dimension)
+        policy = f"the policy's max_{dimension} {cap}"
+        held: dict[str, str] = {}
+        current = {unit: capacity[dimension] for unit, capacity in before["capacity"].items()}
+        wanted = {}  # the capacity each unit would have, within the policy's cap
+        for unit, now in current.items():
+            key = f"{unit}:{dimension}"
+            scaling = before["autoscaling"].get(key)
+            if scaling is not None and not scaling["scale_out_suspended"]:
+                wanted[unit] = now  # the scaler owns it: only its maximum is raised (below)
+                continue
+            wanted[unit] = scale_up(now, factor, cap)
+            if scaling is not None:  # the new floor, under the new maximum
+                wanted[unit] = max(now, min(wanted[unit], scale_up(scaling["max"], factor, cap)))
+            if scale_up(now, factor, cap) < _scaled(now, factor):
+                held[key] = policy
+        granted = _share(current, wanted, limit.units)
+        for unit, new in granted.items():
+            key = f"{unit}:{dimension}"
+            if new < wanted[unit]:
+                held[key] = limit.name
+            scaling = before["autoscaling"].get(key)
+            if scaling is None:
+                after["capacity"][unit][dimension] = new
+                continue
+            # As high as the scaler could go with the other units as planned.
+            room = limit.units - (sum(granted.values()) - new)
+            new_max = max(scaling["max"], min(scale_up(scaling["max"], factor, cap), room))
+            if new_max < _scaled(scaling["max"], factor):
+                held[key] = policy if scale_up(scaling["max"], factor, cap) <= room else limit.name
+            after["autoscaling"][key]["max"] = new_max
+            if scaling["scale_out_suspended"]:
+                after["autoscaling"][key]["min"] = max(scaling["min"], min(new, new_max))
+        return held
+
+    def _limits(self) -> dict[str, _Limit]:
+        """Per dimension, the most the table and its GSIs may hold together: DescribeLimits'
+        per-table maximum, or the account's if that is lower (read once per _LIMITS_FOR)."""
+        dynamodb = client("dynamodb")
+        kept = _limits_read.get(dynamodb)
+        if kept is not None and clock.now() < kept[0]:
+            return kept[1]
+        reported = dynamodb.describe_limits()
+        limits = {}
+        for dimension, field in _DIMENSIONS.items():
+            table = int(reported.get(f"TableMax{field}", DYNAMODB_TABLE_QUOTA))
+            account = int(reported.get(f"AccountMax{field}", table))
+            if table <= account:
+                name = f"the per-table maximum (TableMax{field} {table}, for the table and its"
+                limits[dimension] = _Limit(table, f"{name} indexes together)")
+            else:
+                name = f"the account's maximum (AccountMax{field} {account}, for all tables"
+                limits[dimension] = _Limit(account, f"{name} together)")
+        _limits_read[dynamodb] = (clock.now() + _LIMITS_FOR, limits)
+        return limits
 
     def apply(self, plan: Plan) -> None:
         self._write(plan.before, plan.after)
@@ -231,7 +324,7 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 client("dynamodb").update_table(TableName=table, **request)
             except ClientError as error:
                 if not self._landed(error, requested):
-                    raise ActionError.from_client_error(f"UpdateTable {table}", error) from error
+                    raise _refused(table, error) from error
         bounds_changed = [
             (key, bounds)
             for key, bounds in wanted["autoscaling"].items()
@@ -366,6 +459,60 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
                 ),
             }
         return bounds
+
+
+def _scaled(current: int, factor: float) -> int:
+    """`current` times `factor`, uncapped: what a cap holds back from."""
+    return scale_up(current, factor, sys.maxsize)
+
+
+def _share(current: dict[str, int], wanted: dict[str, int], limit: int) -> dict[str, int]:
+    """`wanted`; or, if the units would then hold more than `limit` together, each unit's
+    increase cut by the same fraction (the units with the largest remainders get one more), so
+    that together they hold `limit`. Never less than `current`."""
+    increases = {unit: wanted[unit] - now for unit, now in current.items()}
+    room, total = limit - sum(current.values()), sum(increases.values())
+    if total <= room:
+        return dict(wanted)
+    if room <= 0:
+        return dict(current)
+    granted = {unit: increase * room // total for unit, increase in increases.items()}
+    left = room - sum(granted.values())
+    for unit in sorted(current, key=lambda u: -(increases[u] * room % total))[:left]:
+        granted[unit] += 1
+    return {unit: now + granted[unit] for unit, now in current.items()}
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any], held: dict[str, str]) -> list[str]:
+    """The plan in words, unit by unit: what changes, and what held a change back."""
+    changes = []
+    for unit, capacity in before["capacity"].items():
+        for dimension, old in capacity.items():
+            key = f"{unit}:{dimension}"
+            why = f" (held by {held[key]})" if key in held else ""
+            new = after["capacity"][unit][dimension]
+            if new != old:
+                changes.append(f"{unit} {dimension} capacity {old} -> {new}{why}")
+            scaling = before["autoscaling"].get(key)
+            for bound in ("max", "min") if scaling is not None else ():
+                new = after["autoscaling"][key][bound]
+                if new != scaling[bound]:
+                    changes.append(
+                        f"{unit} {dimension} autoscaling {bound} {scaling[bound]} -> {new}"
+                        + (why if bound == "max" else "")
+                    )
+    return changes
+
+
+def _refused(table: str, error: ClientError) -> ActionError:
+    """UpdateTable's refusal as an ActionError; a capacity limit's also says what it means."""
+    failure = ActionError.from_client_error(f"UpdateTable {table}", error)
+    details = error.response.get("Error", {})
+    if details.get("Code") == "LimitExceededException":
+        for text, meaning in _LIMIT_REFUSALS.items():
+            if text in str(details.get("Message", "")):
+                return ActionError(f"{failure} ({meaning})")
+    return failure
 
 
 def _bounds(scaling: dict[str, Any] | None) -> tuple[int, int] | None:

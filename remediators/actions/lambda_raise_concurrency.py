@@ -7,6 +7,11 @@ that the account's unreserved pool (the concurrency every function without a res
 shares) never falls below `min_unreserved`: AWS refuses to go below 100, a policy may keep more
 for the other functions. Never lowered.
 
+Through an alias or a version it is the same change: "Concurrency settings apply to the function
+as a whole, including all published versions and the unpublished version."
+(https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionConcurrency.html). An alias's
+throttles alarm (`Resource` = `function:alias`) names the function too, and the target is it.
+
 Two functions are left alone, on purpose:
 
 - One without a reservation (`no_reservation`). It already draws on the whole unreserved pool,

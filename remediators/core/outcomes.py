@@ -22,12 +22,15 @@ __all__ = ["ESCALATE", "Recorder", "as_duplicate", "build_record"]
 # Reasons that need a person: notified as escalations.
 ESCALATE = frozenset(
     {
+        "alias_split",
         "at_cap",
         "circuit_open",
         "changed_since_approval",
         "inconclusive",
+        "latest_differs",
         "no_reservation",
         "no_backup",
+        "published_version",
         "table_updating",
     }
 )

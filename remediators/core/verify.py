@@ -78,8 +78,9 @@ class Scheduler:
 
 
 def alarm_state(alarm_name: str) -> str | None:
-    """The alarm's current state value, or None if it is not found (deleted, or a composite
-    alarm the caller may not read: DescribeAlarms returns those only to a permission on *)."""
+    """The alarm's current state value, or None if it is not found (deleted). Asking for
+    composite alarms needs DescribeAlarms on `*` (the verification role has it); with a
+    narrower grant AWS refuses the call, and the error is raised."""
     response = client("cloudwatch").describe_alarms(
         AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
     )

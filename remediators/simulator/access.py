@@ -70,6 +70,8 @@ def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)
         function = str(params["FunctionName"]).rsplit(":function:", 1)[-1]
         if operation in ("GetAlias", "UpdateAlias"):
             function += f":{params['Name']}"
+        elif params.get("Qualifier"):  # a version's or an alias's own ARN
+            function += f":{params['Qualifier']}"
         return Call(action, f"{arn}function:{function}")
     if service == "ssm" and "Name" in params:
         return Call(action, f"{arn}parameter{params['Name']}")

@@ -305,7 +305,12 @@ def assets_bucket(aws: LocalAws) -> str:
 
 
 def _bootstrap(aws: LocalAws) -> None:
-    boto3.client("s3").create_bucket(Bucket=assets_bucket(aws))
+    # Outside us-east-1 S3 wants the bucket's region said (CreateBucketConfiguration).
+    location = {} if aws.region == "us-east-1" else {"LocationConstraint": aws.region}
+    boto3.client("s3").create_bucket(
+        Bucket=assets_bucket(aws),
+        **({"CreateBucketConfiguration": location} if location else {}),
+    )
     boto3.client("ssm").put_parameter(
         Name=f"/cdk-bootstrap/{_QUALIFIER}/version", Value=_BOOTSTRAP_VERSION, Type="String"
     )

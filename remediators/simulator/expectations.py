@@ -39,6 +39,8 @@ def check_expectations(scenario: Scenario, report: Report) -> list[Check]:
                 wanted["addresses"] = sorted(wanted["addresses"])
             wanted = {key: value for key, value in wanted.items() if value != {}}
             actual_values = {key: (state or {}).get(key) for key in wanted}
+            if "aliases" in wanted:
+                actual_values["aliases"] = _as_expected(wanted["aliases"], actual_values["aliases"])
             checks.append(
                 Check(
                     f"{label} {key}",
@@ -60,3 +62,13 @@ def check_expectations(scenario: Scenario, report: Report) -> list[Check]:
             actual = function.get("environment", {}).get(setting.variable)
         checks.append(Check(setting.label, value, actual, actual == value))
     return checks
+
+
+def _as_expected(wanted: dict[str, dict[str, Any]], actual: dict[str, Any] | None) -> Any:
+    """Each alias's state with only the fields its expectation names (an alias expected by
+    its version alone is still expected to have no weights)."""
+    actual = actual or {}
+    return {
+        alias: {field: actual[alias].get(field) for field in fields} if alias in actual else None
+        for alias, fields in wanted.items()
+    }

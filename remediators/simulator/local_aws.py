@@ -12,13 +12,20 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 from remediators.core.aws import reset_clients
 
-__all__ = ["ACCOUNT_ID", "REGION", "LocalAws", "add_lambda_account_settings", "local_aws"]
+__all__ = [
+    "ACCOUNT_ID",
+    "REGION",
+    "LocalAws",
+    "add_lambda_account_settings",
+    "in_region",
+    "local_aws",
+]
 
 # moto's default account; the region is fixed so that ARNs in reports are stable.
 ACCOUNT_ID = "123456789012"
@@ -81,6 +88,24 @@ def local_aws() -> Iterator[LocalAws]:
     finally:
         server.stop()
         default_user_config["stepfunctions"] = saved_config
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_clients()
+
+
+@contextmanager
+def in_region(aws: LocalAws, region: str) -> Iterator[LocalAws]:
+    """The local AWS as seen from `region`: every client made until exit (the simulator's,
+    the deployed handlers') defaults to it, as a stack deployed there would."""
+    saved = {key: os.environ.get(key) for key in ("AWS_DEFAULT_REGION", "AWS_REGION")}
+    os.environ.update(AWS_DEFAULT_REGION=region, AWS_REGION=region)
+    reset_clients()
+    try:
+        yield replace(aws, region=region)
+    finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

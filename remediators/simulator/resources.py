@@ -31,6 +31,8 @@ __all__ = [
     "read_resources",
     "read_restored",
     "read_table",
+    "release_code",
+    "wait_for_update",
 ]
 
 
@@ -41,7 +43,7 @@ def create_resources(resources: Resources) -> None:
     for function in resources.lambda_functions:
         create_function(function)
     for ip_set in resources.waf_ip_sets:
-        boto3.client("wafv2").create_ip_set(
+        _wafv2(ip_set.scope).create_ip_set(
             Name=ip_set.name,
             Scope=ip_set.scope,
             IPAddressVersion=ip_set.version,
@@ -127,15 +129,22 @@ def read_restored(source: str) -> dict[str, Any]:
 
 def read_ip_set(spec: IpSetSpec) -> dict[str, Any]:
     """The addresses of an IP set, sorted."""
-    wafv2 = boto3.client("wafv2")
+    wafv2 = _wafv2(spec.scope)
     summaries = wafv2.list_ip_sets(Scope=spec.scope)["IPSets"]
     [summary] = [s for s in summaries if s["Name"] == spec.name]
     ip_set = wafv2.get_ip_set(Name=spec.name, Scope=spec.scope, Id=summary["Id"])["IPSet"]
     return {"addresses": sorted(ip_set["Addresses"])}
 
 
+def _wafv2(scope: str) -> Any:
+    """WAF's client for `scope`: CloudFront's is us-east-1's endpoint, from any region
+    (https://docs.aws.amazon.com/waf/latest/APIReference/API_CreateIPSet.html)."""
+    return boto3.client("wafv2", region_name="us-east-1" if scope == "CLOUDFRONT" else None)
+
+
 def read_function(name: str) -> dict[str, Any]:
-    """Timeout and memory of a function, and the version each alias serves."""
+    """Timeout and memory of `$LATEST`, and for each alias the version it serves, its weights
+    and that version's timeout and memory."""
     lambda_client = boto3.client("lambda")
     config = lambda_client.get_function_configuration(FunctionName=name)
     aliases = lambda_client.list_aliases(FunctionName=name)["Aliases"]
@@ -147,7 +156,18 @@ def read_function(name: str) -> dict[str, Any]:
     if "ReservedConcurrentExecutions" in reserved:
         state["reserved"] = reserved["ReservedConcurrentExecutions"]
     if aliases:
-        state["aliases"] = {alias["Name"]: alias["FunctionVersion"] for alias in aliases}
+        state["aliases"] = {}
+        for alias in aliases:
+            served = lambda_client.get_function_configuration(
+                FunctionName=name, Qualifier=alias["FunctionVersion"]
+            )
+            weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+            state["aliases"][alias["Name"]] = {
+                "version": alias["FunctionVersion"],
+                "weights": dict(weights),
+                "timeout": served["Timeout"],
+                "memory": served["MemorySize"],
+            }
     return state
 
 
@@ -243,32 +263,55 @@ def create_function(function: FunctionSpec) -> None:
             }
         ),
     )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
     boto3.client("lambda").create_function(
         FunctionName=function.name,
         Runtime="python3.13",
         Role=role,
         Handler="index.handler",
-        Code={"ZipFile": code.getvalue()},
+        Code={"ZipFile": release_code(0)},
         Timeout=function.timeout,
         MemorySize=function.memory,
         Environment={"Variables": function.environment},
     )
     lambda_client = boto3.client("lambda")
     for number in range(1, function.versions + 1):
-        # A configuration change makes each published version a new one.
-        lambda_client.update_function_configuration(
-            FunctionName=function.name, Description=f"release {number}"
+        # Each published version is a release of new code, as a deploy pipeline makes them.
+        lambda_client.update_function_code(FunctionName=function.name, ZipFile=release_code(number))
+        wait_for_update(function.name)
+        lambda_client.publish_version(FunctionName=function.name, Description=f"release {number}")
+    for name, alias in function.aliases.items():
+        lambda_client.create_alias(
+            FunctionName=function.name,
+            Name=name,
+            FunctionVersion=alias.version,
+            RoutingConfig={"AdditionalVersionWeights": alias.weights},
         )
-        lambda_client.publish_version(FunctionName=function.name)
-    for alias, version in function.aliases.items():
-        lambda_client.create_alias(FunctionName=function.name, Name=alias, FunctionVersion=version)
     if function.reserved is not None:
         lambda_client.put_function_concurrency(
             FunctionName=function.name, ReservedConcurrentExecutions=function.reserved
         )
+
+
+def release_code(number: int) -> bytes:
+    """The deployment package of release `number` (its own code, so its own CodeSha256)."""
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr(
+            "index.py", f"RELEASE = {number}\n\ndef handler(event, context):\n    return event\n"
+        )
+    return code.getvalue()
+
+
+def wait_for_update(name: str) -> None:
+    """Until the function's last update has settled (Lambda updates are asynchronous:
+    https://docs.aws.amazon.com/lambda/latest/dg/functions-states.html)."""
+    lambda_client = boto3.client("lambda")
+    for _ in range(60):
+        status = lambda_client.get_function_configuration(FunctionName=name)
+        if status.get("LastUpdateStatus") != "InProgress":
+            return
+        clock.sleep(1)
+    raise RuntimeError(f"function {name} is still updating")
 
 
 def _create_table(table: TableSpec) -> None:

@@ -23,7 +23,7 @@ from remediators.simulator.deploy import (
 )
 from remediators.simulator.expectations import check_expectations
 from remediators.simulator.lambda_runtime import LambdaRuntime
-from remediators.simulator.local_aws import LocalAws
+from remediators.simulator.local_aws import LocalAws, in_region
 from remediators.simulator.permission_use import permission_use
 from remediators.simulator.playback import Playback
 from remediators.simulator.results import Report
@@ -46,21 +46,22 @@ class Simulator:
     def run(self, scenario: Scenario, source: str) -> Report:
         """Run `scenario` (read from `source`); bad policy input raises PolicyFileError."""
         report = Report(scenario=scenario.name, description=scenario.description)
-        with tempfile.TemporaryDirectory(prefix="autoremediate-sim-") as workdir:
+        with (
+            tempfile.TemporaryDirectory(prefix="autoremediate-sim-") as workdir,
+            in_region(self.aws, scenario.region) as aws,
+        ):
             policy_path = self._policy_path(scenario, source, Path(workdir))
             self._reset()
             clock.use_simulated_time()
             try:
                 assembly = synthesize(policy_path, self.cache_root)
                 report.note("deploy", f"synthesized the stack from {_display(policy_path, source)}")
-                stack = deploy(assembly, self.aws)
+                stack = deploy(assembly, aws)
                 report.stack = stack.name
-                report.note("deploy", _describe_deployment(stack))
-                runtime = LambdaRuntime(
-                    assets_bucket(self.aws), async_invoke_settings(stack, self.aws)
-                )
+                report.note("deploy", _describe_deployment(stack, aws.region))
+                runtime = LambdaRuntime(assets_bucket(aws), async_invoke_settings(stack, aws))
                 try:
-                    Playback(scenario, stack, runtime, report, self.aws).run()
+                    Playback(scenario, stack, runtime, report, aws).run()
                     report.permissions = permission_use(stack, runtime)
                 finally:
                     runtime.close()
@@ -91,12 +92,12 @@ def _display(policy_path: Path, source: str) -> str:
     return f"{source} (inline policies)" if policy_path.name == _INLINE_POLICY else str(policy_path)
 
 
-def _describe_deployment(stack: DeployedStack) -> str:
+def _describe_deployment(stack: DeployedStack, region: str) -> str:
     kinds: dict[str, int] = {}
     for resource in stack.template["Resources"].values():
         kinds[resource["Type"]] = kinds.get(resource["Type"], 0) + 1
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    text = f"deployed stack {stack.name} through CloudFormation: {summary}"
+    text = f"deployed stack {stack.name} in {region} through CloudFormation: {summary}"
     if stack.not_simulated:
         text += f"; moto does not create {', '.join(stack.not_simulated)}"
     return text

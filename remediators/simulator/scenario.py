@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -84,14 +85,44 @@ class TableSpec(_Spec):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
+class AliasSpec(_Spec):
+    """An alias: the version it serves and, during a canary or a gradual deploy, the share of
+    traffic another version gets (`weights: {"6": 0.1}`). A plain string is a version with no
+    weights."""
+
+    version: str = Field(pattern=r"^(\$LATEST|[1-9][0-9]*)$")
+    weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_other_version(self) -> AliasSpec:
+        # https://docs.aws.amazon.com/lambda/latest/api/API_AliasRoutingConfiguration.html:
+        # one additional version, weight 0.0-1.0, a published version other than the primary.
+        if len(self.weights) > 1:
+            raise ValueError("an alias routes to at most one other version")
+        for version, weight in self.weights.items():
+            if not version.isdigit() or version == self.version:
+                raise ValueError(f"weights name a published version other than {self.version}")
+            if not 0.0 < weight < 1.0:
+                raise ValueError(f"weight {weight} of version {version} is not between 0 and 1")
+        return self
+
+
+def _version_alone(value: Any) -> Any:
+    """`live: "5"` is `live: {version: "5"}`."""
+    return {"version": value} if isinstance(value, str | int) else value
+
+
 class FunctionSpec(_Spec):
-    """A Lambda function to create (its code is never run)."""
+    """A Lambda function to create (its code is never run). Each of its `versions` is a
+    release of new code, published; `$LATEST` keeps the last release's code."""
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     timeout: int = Field(default=3, ge=1, le=900)
     memory: int = Field(default=128, ge=128, le=10240)
     versions: int = Field(default=0, ge=0, le=20, description="versions to publish")
-    aliases: dict[str, str] = Field(default_factory=dict, description="alias -> version")
+    aliases: dict[str, Annotated[AliasSpec, BeforeValidator(_version_alone)]] = Field(
+        default_factory=dict
+    )
     environment: dict[str, str] = Field(default_factory=dict)
     reserved: int | None = Field(default=None, ge=0, description="reserved concurrency")
 
@@ -323,13 +354,24 @@ class TableExpectation(_Spec):
     autoscaling: dict[Literal["read", "write"], Bounds] = Field(default_factory=dict)
 
 
+class AliasExpectation(AliasSpec):
+    """The version an alias must serve at the end, its weights, and that version's timeout
+    and memory if given."""
+
+    timeout: int | None = None
+    memory: int | None = None
+
+
 class FunctionExpectation(_Spec):
-    """Configuration a function must have at the end (read back from the local AWS)."""
+    """Configuration a function must have at the end (read back from the local AWS):
+    `timeout` and `memory` are `$LATEST`'s."""
 
     name: str
     timeout: int | None = None
     memory: int | None = None
-    aliases: dict[str, str] = Field(default_factory=dict)
+    aliases: dict[str, Annotated[AliasExpectation, BeforeValidator(_version_alone)]] = Field(
+        default_factory=dict
+    )
     reserved: int | None = None
 
 
@@ -406,6 +448,9 @@ class Scenario(_Spec):
 
     name: str
     description: str = ""
+    # Where the stack and the scenario's resources live (a WAF IP set for CloudFront lives at
+    # us-east-1 whatever the region, as in AWS).
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     policy: str | None = None
     defaults: dict[str, Any] | None = None
     notifications: dict[str, Any] | None = None

@@ -25,6 +25,7 @@ from remediators.core.events import AlarmDetail
 from remediators.core.guardrails import ResourceLocks
 from remediators.core.policy import parse_policy_data
 from remediators.core.registry import get_action
+from remediators.simulator.resources import wait_for_update
 from tests.conftest import LambdaContext, create_function, load_event
 
 Handler = Any
@@ -80,6 +81,7 @@ def _alias_moved_to_version_2(function: str = "checkout") -> None:
     lambda_client = boto3.client("lambda")
     for timeout in (4, 5):
         lambda_client.update_function_configuration(FunctionName=function, Timeout=timeout)
+        wait_for_update(function)  # Lambda refuses to publish while it updates
         lambda_client.publish_version(FunctionName=function)
     lambda_client.create_alias(FunctionName=function, Name="live", FunctionVersion="2")
 
@@ -194,7 +196,7 @@ def test_a_function_near_its_timeout_gets_a_longer_one_and_the_figures_are_recor
         "lambda.raise_timeout",
         "lambda:function/api-handler",
     )
-    assert record.target_spec == {"function": "api-handler"}
+    assert record.target_spec == {"function": "api-handler", "qualifier": None}
     assert record.before is not None
     assert record.after is not None
     assert (record.before["timeout"], record.after["timeout"]) == (10, 15)
@@ -494,7 +496,7 @@ def test_nothing_conclusive_is_skipped_and_escalated_with_the_figures(
 
 
 @pytest.mark.usefixtures("aws")
-def test_a_published_version_near_its_timeout_is_a_finding_not_a_fix() -> None:
+def test_an_alias_near_its_timeout_gets_a_longer_one_in_a_version_of_its_own() -> None:
     create_function("checkout", timeout=3)
     _alias_moved_to_version_2()  # version 2: 5 s
     _rest_api({"checkout": "checkout:live"})
@@ -502,9 +504,62 @@ def test_a_published_version_near_its_timeout_is_a_finding_not_a_fix() -> None:
 
     diagnosis = _diagnose()
 
-    assert diagnosis.action is None
     assert diagnosis.figures["checkout:live"]["duration_of_timeout"] == 0.98
+    # lambda.raise_timeout publishes the new version and moves the alias (or says why not).
+    assert (diagnosis.action, diagnosis.target) == (
+        "lambda.raise_timeout",
+        {"function": "checkout", "qualifier": "live"},
+    )
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_published_version_near_its_timeout_is_a_finding_not_a_fix() -> None:
+    create_function("checkout", timeout=3)
+    _alias_moved_to_version_2()  # version 2: 5 s
+    _rest_api({"checkout": "checkout:2"})
+    _metric("checkout", "Duration", 4900, datetime.now(UTC) - timedelta(minutes=2), "2")
+
+    diagnosis = _diagnose()
+
+    assert diagnosis.action is None
+    assert diagnosis.figures["checkout:2"]["duration_of_timeout"] == 0.98
     assert "whose timeout cannot change" in diagnosis.reason
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_canary_is_dated_by_its_new_version_and_rolled_back_to_the_old_one() -> None:
+    create_function("checkout", timeout=3)
+    _alias_moved_to_version_2()
+    # A canary: live serves version 1 (published a day ago) and sends 10% to version 2 (now).
+    boto3.client("lambda").update_alias(
+        FunctionName="checkout",
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
+    )
+    a_day_ago = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+    def version_1_is_old(parsed: dict[str, Any], **_: Any) -> None:
+        for version in parsed.get("Versions", []):
+            if version["Version"] == "1":
+                version["LastModified"] = a_day_ago
+
+    client("lambda").meta.events.register(
+        "after-call.lambda.ListVersionsByFunction", version_1_is_old
+    )
+    _rest_api({"checkout": "checkout:live"})
+    alarm_at = datetime.now(UTC) + timedelta(minutes=5)
+    _errors_since_the_move(alarm_at)
+
+    diagnosis = _diagnose(alarm_at)
+
+    figures = diagnosis.figures["checkout:live"]
+    assert (figures["deployed_version"], figures["previous_version"]) == ("2", "1")
+    assert (diagnosis.action, diagnosis.target) == (
+        "lambda.rollback_alias",
+        {"function": "checkout", "alias": "live"},
+    )
+    assert "since version 2 was published" in diagnosis.reason
 
 
 @pytest.mark.usefixtures("aws")
@@ -629,9 +684,18 @@ def test_named_functions_get_exactly_what_each_follow_up_needs_on_them() -> None
     granted = {
         (a, r.removeprefix(arn)) for p in permissions for a in p.actions for r in p.resources
     }
-    assert {r for _, r in granted} <= {"api-handler", "checkout", "checkout:live", "*"}
+    assert {r for _, r in granted} <= {
+        "api-handler",
+        "checkout",
+        "checkout:live",
+        "checkout:*",
+        "*",
+    }
     assert ("lambda:UpdateFunctionConfiguration", "api-handler") in granted
-    assert ("lambda:UpdateFunctionConfiguration", "checkout") not in granted  # via an alias
+    # Through an alias: a version published from $LATEST, and the alias moved to it.
+    assert ("lambda:UpdateFunctionConfiguration", "checkout") in granted
+    assert ("lambda:PublishVersion", "checkout") in granted
+    assert ("lambda:PublishVersion", "api-handler") not in granted  # no alias to move
     assert ("lambda:UpdateAlias", "checkout:live") in granted
     assert ("lambda:UpdateAlias", "api-handler") not in granted  # no alias to move
     assert ("cloudwatch:GetMetricData", "*") in granted

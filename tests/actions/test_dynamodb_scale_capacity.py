@@ -18,6 +18,8 @@ from remediators.core import clock
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmEvent
+from remediators.simulator.fidelity import dynamodb_capacity_limits
+from remediators.simulator.fidelity.dynamodb_capacity_limits import Limits
 from remediators.simulator.fidelity.dynamodb_table_updating import UPDATING_FOR
 from tests.conftest import load_event
 
@@ -152,6 +154,114 @@ def test_the_table_quota_caps_when_the_policy_does_not() -> None:
     plan = _action(factor=2).plan()
 
     assert plan.after["capacity"]["table"] == {"read": 40_000, "write": 2}
+
+
+def test_a_table_and_its_gsis_are_planned_within_the_per_table_maximum_together() -> None:
+    # Given a table of 30,000 read units whose index has 9,000: 1,000 left of the 40,000 that
+    # DynamoDB allows the table and its GSIs together (DescribeLimits' TableMaxReadCapacityUnits)
+    _table(read=30_000, write=5, **_gsi(read=9_000, write=5))
+    action = _action(factor=2)
+
+    # When the action doubles both
+    plan = action.plan()
+    action.apply(plan)
+
+    # Then the 1,000 are shared in proportion to what each would have had (10,000 and 9,000),
+    # the plan says which limit held them, and DynamoDB takes the change
+    assert plan.after["capacity"] == {
+        "table": {"read": 30_526, "write": 10},
+        "index/by-customer": {"read": 9_474, "write": 10},
+    }
+    held = "the per-table maximum (TableMaxReadCapacityUnits 40000, for the table and its indexes"
+    assert plan.changes[0] == f"table read capacity 30000 -> 30526 (held by {held} together))"
+    assert "index/by-customer read held by the per-table maximum" in plan.note
+    assert _capacity() == {"table": (30_526, 10), "by-customer": (9_474, 10)}
+
+
+def test_the_limits_are_the_ones_describe_limits_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an account whose quotas DescribeLimits reports as 1,000 read units per table
+    monkeypatch.setattr(dynamodb_capacity_limits, "LIMITS", Limits(table_read=1_000))
+    _table(read=400, write=5, **_gsi(read=400, write=5))
+
+    plan = _action(factor=2).plan()
+
+    assert (
+        plan.after["capacity"]["table"]["read"]
+        + plan.after["capacity"]["index/by-customer"]["read"]
+        == 1_000
+    )
+    assert "TableMaxReadCapacityUnits 1000" in plan.note
+
+
+def test_an_account_maximum_below_the_table_maximum_holds_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dynamodb_capacity_limits, "LIMITS", Limits(account_read=20_000))
+    _table(read=15_000, write=5)
+
+    plan = _action(factor=2).plan()
+
+    assert plan.after["capacity"]["table"] == {"read": 20_000, "write": 10}
+    assert "the account's maximum (AccountMaxReadCapacityUnits 20000" in plan.changes[0]
+
+
+def test_describe_limits_is_read_once_per_plan_and_kept_for_five_minutes() -> None:
+    _table(read=5, write=5)
+    calls: list[str] = []
+    client("dynamodb").meta.events.register(
+        "before-call.dynamodb.DescribeLimits", lambda **kwargs: calls.append("DescribeLimits")
+    )
+
+    _action().plan()
+    _action().plan()
+    clock.advance(timedelta(minutes=5))
+    _action().plan()
+
+    assert calls == ["DescribeLimits", "DescribeLimits"]
+
+
+def test_a_table_at_the_per_table_maximum_is_at_cap_and_says_which_limit_held_it() -> None:
+    _table(read=30_000, write=5, **_gsi(read=10_000, write=5))
+
+    plan = _action(factor=2, max_write=5).plan()
+
+    assert plan.skip_reason == "at_cap"
+    assert "table read held by the per-table maximum (TableMaxReadCapacityUnits 40000" in (
+        plan.note
+    )
+    assert "table write held by the policy's max_write 5" in plan.note
+
+
+def test_a_scaler_s_maximum_is_raised_only_as_far_as_the_table_leaves_room() -> None:
+    # Given a table of 30,000 read units whose index's scaler may take it to 9,000, as it has
+    _table(read=30_000, write=5, **_gsi(read=9_000, write=5))
+    _register("Read", 1_000, 9_000, resource="table/orders/index/by-customer")
+
+    plan = _action(factor=2).plan()
+
+    # Then the table takes the 1,000 left, and the scaler gets no room past the maximum
+    assert plan.after["capacity"]["table"]["read"] == 31_000
+    assert plan.after["autoscaling"]["index/by-customer:read"]["max"] == 9_000
+    assert "index/by-customer read held by the per-table maximum" in plan.note
+
+
+def test_an_update_refused_for_the_account_s_quota_fails_saying_so() -> None:
+    # Given other tables that hold 79,500 of the account's 80,000 read units, and the table 500
+    _table("payments", read=40_000, write=1)
+    _table("invoices", read=39_500, write=1)
+    _table(read=500, write=5)
+    action = _action(factor=2)
+
+    # When the table is doubled (within its own maximum)
+    with pytest.raises(ActionError) as failed:
+        action.apply(action.plan())
+
+    # Then DynamoDB's refusal fails the change, and the error says what it means
+    assert "UpdateTable orders failed: LimitExceededException: This request would have caused" in (
+        str(failed.value)
+    )
+    assert "at the account's quota" in str(failed.value)
+    assert _capacity() == {"table": (500, 5)}
 
 
 def test_capacity_above_the_cap_is_never_lowered() -> None:
@@ -296,6 +406,9 @@ def test_permissions_are_scoped_to_the_named_table() -> None:
     assert table_permission.resources == (
         "arn:{partition}:dynamodb:{region}:{account}:table/orders",
     )
+    # DescribeLimits has no resource type: the account's quotas are read on `*`.
+    limits = next(p for p in permissions if "dynamodb:DescribeLimits" in p.actions)
+    assert (limits.actions, limits.resources) == (("dynamodb:DescribeLimits",), ("*",))
 
 
 def test_planning_waits_at_most_30_s_for_another_writer_s_update(

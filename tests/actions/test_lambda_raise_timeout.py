@@ -9,13 +9,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from remediators.actions.lambda_raise_timeout import (
-    FunctionTarget,
     RaiseTimeout,
     RaiseTimeoutParams,
+    ServedFunctionTarget,
 )
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmEvent
+from remediators.simulator.resources import create_function as create
+from remediators.simulator.resources import release_code
+from remediators.simulator.scenario import FunctionSpec
 from tests.conftest import create_function, load_event
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -27,7 +30,7 @@ def _configuration(name: str = "api-handler") -> tuple[int, int]:
 
 
 def _action(function: str = "api-handler", **params: Any) -> RaiseTimeout:
-    return RaiseTimeout(FunctionTarget(function=function), RaiseTimeoutParams(**params))
+    return RaiseTimeout(ServedFunctionTarget(function=function), RaiseTimeoutParams(**params))
 
 
 def test_plan_computes_the_new_timeout_and_changes_nothing() -> None:
@@ -132,13 +135,156 @@ def test_the_target_comes_from_the_function_name_dimension() -> None:
 
     alarm = AlarmEvent.model_validate(raw).detail
 
-    assert RaiseTimeout.target_from_alarm(alarm) == FunctionTarget(function="api-handler")
+    assert RaiseTimeout.target_from_alarm(alarm) == ServedFunctionTarget(function="api-handler")
 
 
 def test_permissions_are_scoped_to_the_named_function() -> None:
-    [permission] = RaiseTimeout.permissions(FunctionTarget(function="api-handler"))
+    [permission] = RaiseTimeout.permissions(ServedFunctionTarget(function="api-handler"))
 
     assert permission.resources == (
         "arn:{partition}:lambda:{region}:{account}:function:api-handler",
     )
     assert "lambda:UpdateFunctionConfiguration" in permission.actions
+
+
+def test_an_update_in_progress_is_waited_for_before_the_change() -> None:
+    create_function(timeout=10)
+    # Another writer's update (a deploy): Lambda keeps it InProgress and refuses another
+    # update meanwhile (the simulator's fidelity rule).
+    boto3.client("lambda").update_function_configuration(
+        FunctionName="api-handler", Description="deploy"
+    )
+    action = _action(factor=2, max_seconds=60)
+
+    action.apply(action.plan())
+
+    assert _configuration() == (20, 128)
+
+
+# --- through an alias: a new version, and the alias moves to it ----------------------------
+
+
+def _function_with_releases(aliases: dict[str, Any], timeout: int = 40) -> None:
+    """`checkout` with releases 1-3 published (each its own code) and `aliases`; $LATEST
+    holds release 3."""
+    create(FunctionSpec(name="checkout", timeout=timeout, versions=3, aliases=aliases))
+
+
+def _alias_action(qualifier: str = "live", **params: Any) -> RaiseTimeout:
+    target = ServedFunctionTarget(function="checkout", qualifier=qualifier)
+    return RaiseTimeout(target, RaiseTimeoutParams(**({"factor": 2, "max_seconds": 60} | params)))
+
+
+def _served(alias: str = "live") -> tuple[str, int]:
+    """The version the alias serves and its timeout (what the alias's invocations run)."""
+    config = boto3.client("lambda").get_function_configuration(
+        FunctionName="checkout", Qualifier=alias
+    )
+    return config["Version"], config["Timeout"]
+
+
+def test_an_alias_gets_a_new_version_with_the_longer_timeout() -> None:
+    _function_with_releases({"live": "3"})
+    action = _alias_action()
+
+    plan = action.plan()
+    action.apply(plan)
+
+    assert plan.changes == [
+        "timeout 40 s -> 60 s",
+        "published from $LATEST as a new version; alias live moves to it from version 3",
+    ]
+    assert _served() == ("4", 60)  # what the alias's invocations now run
+    assert _configuration("checkout") == (60, 128)  # $LATEST, which version 4 was published from
+    version_4 = boto3.client("lambda").get_function_configuration(
+        FunctionName="checkout", Qualifier="4"
+    )
+    version_3 = boto3.client("lambda").get_function_configuration(
+        FunctionName="checkout", Qualifier="3"
+    )
+    assert version_4["CodeSha256"] == version_3["CodeSha256"]  # the same code, more time
+    assert action.comparable(action.read_back()) == action.comparable(plan.after)
+
+
+def test_reverting_an_alias_change_moves_it_back_and_restores_latest() -> None:
+    _function_with_releases({"live": "3"})
+    action = _alias_action()
+    plan = action.plan()
+    action.apply(plan)
+
+    action.revert(plan.before, action.read_back())
+
+    assert _served() == ("3", 40)
+    assert _configuration("checkout") == (40, 128)
+
+
+def test_an_alias_whose_version_is_not_latests_code_is_left_alone() -> None:
+    _function_with_releases({"live": "2"})  # $LATEST holds release 3's code
+
+    plan = _alias_action().plan()
+
+    assert plan.skip_reason == "latest_differs"
+    assert "CodeSha256" in str(plan.note)
+    assert _served() == ("2", 40)
+
+
+def test_an_alias_in_the_middle_of_a_canary_is_left_to_the_deploy() -> None:
+    _function_with_releases({"live": {"version": "2", "weights": {"3": 0.1}}})
+
+    plan = _alias_action().plan()
+
+    assert plan.skip_reason == "alias_split"
+    assert "3 (10%)" in str(plan.note)
+
+
+def test_a_published_version_cannot_get_a_longer_timeout() -> None:
+    _function_with_releases({})
+
+    plan = _alias_action(qualifier="2").plan()
+
+    assert plan.skip_reason == "published_version"
+    assert _served("2") == ("2", 40)
+
+
+def test_latest_changed_since_the_plan_is_not_published() -> None:
+    _function_with_releases({"live": "3"})
+    action = _alias_action()
+    plan = action.plan()
+    boto3.client("lambda").update_function_code(FunctionName="checkout", ZipFile=release_code(4))
+
+    with pytest.raises(ActionError, match="changed since the plan"):
+        action.apply(plan)
+    assert _served() == ("3", 40)
+
+
+def test_an_alias_alarm_names_the_alias_and_locks_it_with_rollbacks() -> None:
+    raw = load_event("single_metric")
+    raw["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"] = {
+        "namespace": "AWS/Lambda",
+        "name": "Duration",
+        "dimensions": {"FunctionName": "checkout", "Resource": "checkout:live"},
+    }
+
+    target = RaiseTimeout.target_from_alarm(AlarmEvent.model_validate(raw).detail)
+
+    assert target == ServedFunctionTarget(function="checkout", qualifier="live")
+    assert target is not None
+    assert target.resource_key == "lambda:function/checkout:live"
+
+
+def test_an_alias_target_is_granted_the_alias_and_publishing_only() -> None:
+    permissions = RaiseTimeout.permissions(
+        ServedFunctionTarget(function="checkout", qualifier="live")
+    )
+
+    granted = {(action, resource) for p in permissions for action in p.actions
+               for resource in p.resources}  # fmt: skip
+    arn = "arn:{partition}:lambda:{region}:{account}:function:checkout"
+    assert granted == {
+        ("lambda:GetFunctionConfiguration", arn),
+        ("lambda:UpdateFunctionConfiguration", arn),
+        ("lambda:PublishVersion", arn),
+        ("lambda:GetAlias", arn + ":live"),
+        ("lambda:UpdateAlias", arn + ":live"),
+        ("lambda:GetFunctionConfiguration", arn + ":*"),
+    }

@@ -17,6 +17,7 @@ from remediators.actions.lambda_rollback_alias import (
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound
 from remediators.core.events import AlarmEvent
+from remediators.simulator.resources import wait_for_update
 from tests.conftest import create_function, load_event
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -27,6 +28,7 @@ def publish_versions(count: int, function: str = "checkout") -> None:
     lambda_client = boto3.client("lambda")
     for number in range(1, count + 1):
         lambda_client.update_function_configuration(FunctionName=function, Timeout=number)
+        wait_for_update(function)  # Lambda refuses to publish while it updates
         lambda_client.publish_version(FunctionName=function)
 
 

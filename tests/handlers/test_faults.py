@@ -52,6 +52,7 @@ from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
 from remediators.simulator.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
 from remediators.simulator.fidelity.dynamodb_table_updating import UPDATING_FOR
+from remediators.simulator.fidelity.lambda_update_in_progress import IN_PROGRESS_FOR
 from remediators.simulator.lambda_runtime import Invocation, LambdaRuntime
 from remediators.simulator.local_aws import LocalAws
 from remediators.simulator.resources import create_resources, read_function, read_ip_set, read_table
@@ -166,7 +167,13 @@ PATHS = [
         resources=Resources(
             lambda_functions=[FunctionSpec(name="checkout", versions=2, aliases={"live": "2"})]
         ),
-        planned={"checkout": {"timeout": 3, "memory": 128, "aliases": {"live": "1"}}},
+        planned={
+            "checkout": {
+                "timeout": 3,
+                "memory": 128,
+                "aliases": {"live": {"version": "1", "weights": {}, "timeout": 3, "memory": 128}},
+            }
+        },
         applied_part=lambda state: state["version"],
     ),
     HappyPath(
@@ -766,6 +773,9 @@ def fresh(stack: Stack) -> Callable[[HappyPath], dict[str, Any]]:
         # A new execution environment: new clients, with botocore's retry quota full (it is
         # shared by the events a warm environment handles, and failures drain it).
         reset_clients()
+        # No update of a previous test's still in progress (the fidelity rules keep the
+        # function or table of that name updating for a while of the clock).
+        clock.advance(max(IN_PROGRESS_FOR, UPDATING_FOR))
         _empty_state_tables(stack.state_tables)
         _empty_dead_letter_queues(stack.deployed)
         _remove(path)

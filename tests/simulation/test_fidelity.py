@@ -352,3 +352,291 @@ def test_an_alarm_set_to_the_state_it_is_in_runs_no_action_again() -> None:
 
     # Then nothing more is sent: actions run on a change of state only
     assert _received(queue, sqs) == []
+
+
+# --- CloudWatch: composite alarms only to DescribeAlarms on * -------------------------------
+
+
+def _alarm_reader(name: str, resource: str) -> AccessChecker:
+    """A function's role that may call cloudwatch:DescribeAlarms on `resource` only."""
+    iam = boto3.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    grant = {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": resource}
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="alarms",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [grant]}),
+    )
+    return AccessChecker(arn)
+
+
+def _composite_alarm(name: str = "api-degraded") -> str:
+    """A composite alarm in ALARM on a metric alarm `errors`; returns its ARN. moto 5.2.5 has no
+    PutCompositeAlarm (NotImplementedError), but its backend holds composite alarms (an alarm
+    with a rule) and its DescribeAlarms returns them: the alarm is made there."""
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    _bare().client("cloudwatch").put_metric_alarm(
+        AlarmName="errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    alarm = cloudwatch_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].put_metric_alarm(
+        name=name,
+        namespace=None,
+        metric_name=None,
+        comparison_operator=None,
+        evaluation_periods=None,
+        period=None,
+        threshold=None,
+        statistic=None,
+        description="errors and latency together",
+        dimensions=[],
+        alarm_actions=[],
+        rule='ALARM("errors")',
+    )
+    alarm.update_state("errors is in ALARM", "{}", "ALARM")
+    return str(alarm.alarm_arn)
+
+
+def _composites(session: boto3.Session, name: str = "api-degraded") -> list[str]:
+    answer = session.client("cloudwatch").describe_alarms(
+        AlarmNames=[name], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+    )
+    return [alarm["AlarmName"] for alarm in answer["CompositeAlarms"]]
+
+
+def test_bare_moto_describes_a_composite_alarm_to_a_role_allowed_only_on_its_arn() -> None:
+    arn = _composite_alarm()
+    _alarm_reader("verifier", arn)
+
+    assert _composites(_bare()) == ["api-degraded"]  # moto checks no scope
+
+
+def test_a_function_allowed_describe_alarms_only_on_alarm_arns_is_refused_composite_alarms() -> (
+    None
+):
+    from remediators.simulator.access import Call
+
+    # Given a function whose role may describe this very alarm, and others, by ARN
+    arn = _composite_alarm()
+    checker = _alarm_reader("verifier", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*")
+    assert checker.allowed(Call("cloudwatch:DescribeAlarms", arn))
+
+    # When it asks for the composite alarm
+    with pytest.raises(ClientError) as refused:
+        _composites(_strict(checker=checker))
+
+    # Then CloudWatch refuses it: composite alarms need the permission on *
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDenied"
+    denied = "is not authorized to perform: cloudwatch:DescribeAlarms on resource: *"
+    assert denied in error["Message"]
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_a_function_allowed_describe_alarms_on_star_gets_composite_alarms_and_uses_the_grant() -> (
+    None
+):
+    _composite_alarm()
+    checker = _alarm_reader("verifier", "*")
+
+    assert _composites(_strict(checker=checker)) == ["api-degraded"]
+    assert Grant("cloudwatch:DescribeAlarms", "*") in checker.used
+
+
+def test_metric_alarms_and_the_simulators_own_calls_are_answered_as_before() -> None:
+    _composite_alarm()
+    narrow = _alarm_reader("verifier", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:errors")
+
+    # A metric alarm to the narrow role, even asked for with both types
+    answer = (
+        _strict(checker=narrow)
+        .client("cloudwatch")
+        .describe_alarms(AlarmNames=["errors"], AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+    )
+    assert [alarm["AlarmName"] for alarm in answer["MetricAlarms"]] == ["errors"]
+    # The simulator's own calls (no function calling): not checked
+    assert _composites(_strict()) == ["api-degraded"]
+
+
+def test_verification_reads_a_composite_alarm_only_with_describe_alarms_on_star() -> None:
+    from remediators.core.aws import reset_clients
+    from remediators.core.verify import alarm_state
+
+    _composite_alarm()
+
+    def as_function(checker: AccessChecker) -> None:
+        # The process's clients call as the function, as in the simulator's Lambda runtime
+        boto3.setup_default_session()
+        fidelity.install(boto3.DEFAULT_SESSION, caller=lambda: checker)
+        reset_clients()
+
+    # A narrower role gets no state it could take for recovered: the read fails
+    as_function(_alarm_reader("narrow", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:*"))
+    with pytest.raises(ClientError, match="AccessDenied"):
+        alarm_state("api-degraded")
+
+    # The permission on * (as the deployed verification role has it) reads the state
+    as_function(_alarm_reader("verifier", "*"))
+    assert alarm_state("api-degraded") == "ALARM"
+
+
+# --- DynamoDB and Lambda: at most 50 user tags per resource ---------------------------------
+
+
+def _tags(count: int, prefix: str = "team") -> list[dict[str, str]]:
+    return [{"Key": f"{prefix}-{i}", "Value": "x"} for i in range(count)]
+
+
+def _tagged_table(session: boto3.Session, tags: list[dict[str, str]]) -> str:
+    description = session.client("dynamodb").create_table(
+        TableName="orders",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        Tags=tags,
+    )["TableDescription"]
+    return str(description["TableArn"])
+
+
+def _table_tags(arn: str) -> int:
+    """How many keys the table's tags have (moto lists a key tagged again twice)."""
+    dynamodb, keys, page = _bare().client("dynamodb"), set(), {"ResourceArn": arn}
+    while True:
+        answer = dynamodb.list_tags_of_resource(**page)
+        keys |= {tag["Key"] for tag in answer["Tags"]}
+        if not answer.get("NextToken"):
+            return len(keys)
+        page["NextToken"] = answer["NextToken"]
+
+
+def _assert_dynamodb_refusal(refused: pytest.ExceptionInfo[ClientError]) -> None:
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert error["Message"] == (
+        "Number of Tags exceed the current limit for the provided ResourceArn"
+    )
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_bare_moto_creates_and_tags_a_table_past_50_tags() -> None:
+    arn = _tagged_table(_bare(), _tags(51))
+    _bare().client("dynamodb").tag_resource(ResourceArn=arn, Tags=_tags(1, "more"))
+
+    assert _table_tags(arn) == 52
+
+
+def test_a_table_past_50_tags_is_refused_as_dynamodb_refuses_it() -> None:
+    session = _strict()
+    arn = _tagged_table(session, _tags(50))
+
+    with pytest.raises(ClientError) as refused:
+        session.client("dynamodb").tag_resource(ResourceArn=arn, Tags=_tags(1, "more"))
+    _assert_dynamodb_refusal(refused)
+    assert _table_tags(arn) == 50
+
+    session.client("dynamodb").delete_table(TableName="orders")
+    with pytest.raises(ClientError) as refused:
+        _tagged_table(session, _tags(51))
+    _assert_dynamodb_refusal(refused)
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        session.client("dynamodb").describe_table(TableName="orders")  # not created
+
+
+def test_a_table_takes_50_tags_new_values_for_its_keys_and_aws_tags_beside_them() -> None:
+    # Given a table with AWS's own tags (CloudFormation's), put there without the rules
+    arn = _tagged_table(_bare(), [{"Key": "aws:cloudformation:stack-name", "Value": "app"}])
+    dynamodb = _strict().client("dynamodb")
+
+    # 50 tags of its users' go on beside them, and a key it has takes a new value
+    dynamodb.tag_resource(ResourceArn=arn, Tags=_tags(50))
+    dynamodb.tag_resource(ResourceArn=arn, Tags=[{"Key": "team-0", "Value": "y"}])
+
+    assert _table_tags(arn) == 51
+
+
+def _function(session: boto3.Session, tags: dict[str, str], name: str = "api-handler") -> str:
+    import io
+    import zipfile
+
+    iam = boto3.client("iam")
+    role_name = f"{name}-role"
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+    except ClientError:
+        trust = {"Version": "2012-10-17", "Statement": []}
+        role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))[
+            "Role"
+        ]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return event\n")
+    configuration = session.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="index.handler",
+        Code={"ZipFile": code.getvalue()},
+        Tags=tags,
+    )
+    return str(configuration["FunctionArn"])
+
+
+def _function_tags(arn: str) -> int:
+    return len(_bare().client("lambda").list_tags(Resource=arn)["Tags"])
+
+
+def _keys(count: int, prefix: str = "team") -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in _tags(count, prefix)}
+
+
+def test_bare_moto_creates_and_tags_a_function_past_50_tags() -> None:
+    arn = _function(_bare(), _keys(51))
+    _bare().client("lambda").tag_resource(Resource=arn, Tags=_keys(1, "more"))
+
+    assert _function_tags(arn) == 52
+
+
+def test_a_function_past_50_tags_is_refused_as_lambda_refuses_it() -> None:
+    session = _strict()
+    lambda_client = session.client("lambda")
+    arn = _function(session, _keys(50))
+
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as refused:
+        lambda_client.tag_resource(Resource=arn, Tags=_keys(1, "more"))
+    assert refused.value.response["Error"]["Message"] == (
+        "Number of tags exceeds resource tag limit."
+    )
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert _function_tags(arn) == 50
+
+    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException):
+        _function(session, _keys(51), name="api-handler-2")
+    with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
+        lambda_client.get_function(FunctionName="api-handler-2")  # not created
+
+
+def test_a_function_at_50_tags_takes_new_values_for_its_keys() -> None:
+    session = _strict()
+    arn = _function(session, _keys(50))
+
+    session.client("lambda").tag_resource(Resource=arn, Tags={"team-0": "y", "team-49": "z"})
+
+    assert _function_tags(arn) == 50

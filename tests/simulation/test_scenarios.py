@@ -51,6 +51,10 @@ def test_there_is_a_scenario_per_shipped_path() -> None:
         "lambda-preset-alarms",
         "api-errors-diagnosed",
         "throttled-function",
+        "alias-timeout-new-version",
+        "canary-left-to-its-deploy",
+        "canary-rolled-back",
+        "edge-ip-block-from-eu",
     } <= set(BUILT_IN)
 
 
@@ -385,3 +389,34 @@ def test_a_throttled_function_without_a_reservation_is_escalated_not_reserved(
     assert raised.changes[0] == (
         "reserved concurrency 150 -> 200 (not 225: the account keeps min_unreserved 700)"
     )
+
+
+def test_a_scenario_in_another_region_deploys_there_and_writes_cloudfront_sets_at_us_east_1(
+    simulator: Simulator,
+) -> None:
+    report = _run(simulator, "edge-ip-block-from-eu")
+
+    deployed = [e.text for e in report.timeline if e.kind == "deploy" and "deployed" in e.text]
+    assert deployed
+    assert deployed[0].startswith("deployed stack Autoremediate in eu-west-1 ")
+    [blocked, lifted] = report.events
+    assert (blocked.outcome, lifted.outcome) == ("applied", "applied")
+    assert report.passed
+
+
+def test_an_alias_is_a_version_or_a_version_with_one_weighted_other() -> None:
+    from pydantic import ValidationError
+
+    from remediators.simulator.scenario import FunctionSpec
+
+    plain = FunctionSpec(name="checkout", versions=3, aliases={"live": "3"})
+    canary = FunctionSpec(
+        name="checkout", versions=3, aliases={"live": {"version": "2", "weights": {"3": 0.1}}}
+    )
+
+    assert (plain.aliases["live"].version, plain.aliases["live"].weights) == ("3", {})
+    assert canary.aliases["live"].weights == {"3": 0.1}
+    for bad in ({"version": "2", "weights": {"2": 0.1}}, {"version": "2", "weights": {"3": 1.5}},
+                {"version": "2", "weights": {"3": 0.1, "1": 0.1}}):  # fmt: skip
+        with pytest.raises(ValidationError):
+            FunctionSpec(name="checkout", versions=3, aliases={"live": bad})

@@ -90,9 +90,9 @@ def test_timeout_plans_stay_within_the_caps_and_revert_returns_the_before_state(
 ) -> None:
     from remediators.actions.lambda_raise_timeout import (
         LAMBDA_MAX_TIMEOUT,
-        FunctionTarget,
         RaiseTimeout,
         RaiseTimeoutParams,
+        ServedFunctionTarget,
     )
     from tests.conftest import create_function
 
@@ -100,7 +100,7 @@ def test_timeout_plans_stay_within_the_caps_and_revert_returns_the_before_state(
     with mock_aws():
         create_function("fn", timeout=timeout, memory=memory)
         action = RaiseTimeout(
-            FunctionTarget(function="fn"),
+            ServedFunctionTarget(function="fn"),
             RaiseTimeoutParams(factor=factor, max_seconds=max_seconds),
         )
         plan = action.plan()

@@ -83,7 +83,13 @@ def _rules() -> list[Rule]:
     from remediators.simulator.fidelity import (
         autoscaling_checks_cloudwatch,
         cloudwatch_alarm_actions,
+        cloudwatch_composite_alarms_need_star,
+        dynamodb_capacity_limits,
         dynamodb_table_updating,
+        lambda_publish_code_sha,
+        lambda_update_in_progress,
+        lambda_versions_immutable,
+        tags_per_resource,
         waf_cloudfront_region,
     )
 
@@ -92,6 +98,12 @@ def _rules() -> list[Rule]:
         autoscaling_checks_cloudwatch.RULE,
         dynamodb_table_updating.RULE,
         cloudwatch_alarm_actions.RULE,
+        lambda_update_in_progress.RULE,
+        lambda_versions_immutable.RULE,
+        lambda_publish_code_sha.RULE,
+        dynamodb_capacity_limits.RULE,
+        cloudwatch_composite_alarms_need_star.RULE,
+        tags_per_resource.RULE,
     ]
 
 

@@ -1,0 +1,52 @@
+"""A published Lambda version is immutable: only `$LATEST` can be updated.
+
+AWS: "These settings can vary between versions of a function and are locked when you publish a
+version. You can't modify the configuration of a published version, only the unpublished
+version." https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfiguration.html
+and "After you publish a function version, its code, runtime, architecture, memory, layers, and
+most other configuration settings are immutable." (Manage Lambda function versions,
+https://docs.aws.amazon.com/lambda/latest/dg/configuration-versions.html). The update APIs name
+the function only by name or ARN; AWS documents no error text for a qualified name, so the
+message below is the rule's own, under Lambda's error code for a parameter it refuses
+(InvalidParameterValueException, 400).
+
+moto updates whatever a qualified name (`name:5`, a qualified ARN) resolves to: the published
+version's configuration changes, and an alias that serves it runs the new settings, as no
+version in AWS ever does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity.lambda_update_in_progress import function_name
+
+__all__ = ["RULE", "LambdaVersionsImmutable"]
+
+_UPDATES = ("UpdateFunctionConfiguration", "UpdateFunctionCode")
+
+
+class LambdaVersionsImmutable:
+    name = "lambda-published-versions-are-immutable"
+    doc = "https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfiguration.html"
+
+    def register(self, events: Any, caller: Caller) -> None:
+        for operation in _UPDATES:
+            events.register(f"before-call.lambda.{operation}", self._check)
+
+    @staticmethod
+    def _check(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
+        name, qualifier = function_name(str(api_params(context).get("FunctionName", "")))
+        if qualifier in (None, "$LATEST"):
+            return None
+        refusal = Refusal(
+            "InvalidParameterValueException",
+            f"Only the unpublished version ($LATEST) of function {name} can be updated: "
+            f"{qualifier} is a published version or an alias, and a published version is "
+            "immutable",
+        )
+        return error_response(refusal, str(params.get("url", "")))
+
+
+RULE = LambdaVersionsImmutable()
