@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _RESTORED_SUFFIX = "-restored-"
+_MAX_TAGS = 50  # per table
 _TABLE_ARN = "arn:{partition}:dynamodb:{region}:{account}:table/"
 
 
@@ -418,7 +419,7 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
             raise
         pitr = ddb.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
         ttl = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-        tags = ddb.list_tags_of_resource(ResourceArn=description["TableArn"]).get("Tags", [])
+        tags = _tags_of(description["TableArn"])
         units = ["table"] + [i["IndexName"] for i in description.get("GlobalSecondaryIndexes", [])]
         ids = [_resource_id(table, unit) for unit in units]
         scaling = client("application-autoscaling")
@@ -440,7 +441,7 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
             "ttl_attribute": ttl.get("AttributeName")
             if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
             else None,
-            "tags": [t for t in tags if not t["Key"].startswith("aws:")],
+            "tags": tags,
             "stream": stream.get("StreamViewType") if stream.get("StreamEnabled") else None,
             "deletion_protection": bool(description.get("DeletionProtectionEnabled")),
             "step_scaling": sorted(
@@ -524,14 +525,22 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                 },
             )
             done.append(f"TTL on {settings['ttl_attribute']}")
-        tags = [
-            *settings["tags"],
+        # The source's tags first (cost allocation, access control); this project's markers
+        # only in the room left: "The maximum number of tags per resource is 50."
+        # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TaggingRestrictions.html
+        markers = [
             {"Key": "autoremediate:restored-from", "Value": job.table},
             {"Key": "autoremediate:restore", "Value": job.event_id},
-        ]
-        arn = ddb.describe_table(TableName=restored)["Table"]["TableArn"]
-        ddb.tag_resource(ResourceArn=arn, Tags=tags)
-        done.append(f"{len(settings['tags'])} tags copied")
+        ][: max(0, _MAX_TAGS - len(settings["tags"]))]
+        tags = [*settings["tags"], *markers]
+        if tags:
+            arn = ddb.describe_table(TableName=restored)["Table"]["TableArn"]
+            ddb.tag_resource(ResourceArn=arn, Tags=tags)
+        done.append(
+            f"{len(settings['tags'])} tags copied"
+            + ("" if len(markers) == 2 else f" ({2 - len(markers)} of autoremediate's left off: "
+               f"a table holds at most {_MAX_TAGS})")
+        )  # fmt: skip
         if settings.get("stream"):
             ddb.update_table(
                 TableName=restored,
@@ -672,6 +681,19 @@ class RestoreFromBackup(Action[RestoreParams, TableTarget]):
                 )
             raise
         return f"{job.restored_table} deleted"
+
+
+def _tags_of(arn: str) -> list[dict[str, str]]:
+    """The table's own tags, every page of them (AWS's `aws:` tags cannot be set on a copy:
+    the prefix is reserved)."""
+    ddb, tags = client("dynamodb"), []
+    page: dict[str, str] = {"ResourceArn": arn}
+    while True:
+        answer = ddb.list_tags_of_resource(**page)
+        tags += [t for t in answer.get("Tags", []) if not t["Key"].startswith("aws:")]
+        if not answer.get("NextToken"):
+            return tags
+        page["NextToken"] = answer["NextToken"]
 
 
 class KillSwitchOff(ActionError):

@@ -50,6 +50,7 @@ DYNAMODB_TABLE_QUOTA = 40_000
 # that a storm of alarms reads it once per environment, not once per table. A quota raised
 # meanwhile is used that much later: meanwhile the plans are lower, never refused.
 _LIMITS_FOR = timedelta(minutes=5)
+_THROTTLED = frozenset({"ThrottlingException", "LimitExceededException", "RequestLimitExceeded"})
 # UpdateTable is asynchronous: the table is UPDATING for a while and refuses another update
 # (ResourceInUseException, which botocore does not retry):
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html
@@ -265,7 +266,16 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
         kept = _limits_read.get(dynamodb)
         if kept is not None and clock.now() < kept[0]:
             return kept[1]
-        reported = dynamodb.describe_limits()
+        try:
+            reported, keep = dynamodb.describe_limits(), True
+        except ClientError as error:
+            # Still throttled after botocore's retries (AWS: "You can expect throttling errors
+            # if you call it more than once in a minute"): plan within the default per-table
+            # quota, which UpdateTable checks anyway, and ask again next time.
+            if error.response["Error"]["Code"] not in _THROTTLED:
+                raise
+            logger.warning("DescribeLimits throttled: planning with the default quota")
+            reported, keep = {}, False
         limits = {}
         for dimension, field in _DIMENSIONS.items():
             table = int(reported.get(f"TableMax{field}", DYNAMODB_TABLE_QUOTA))
@@ -276,7 +286,8 @@ class ScaleCapacity(Action[ScaleCapacityParams, TableTarget]):
             else:
                 name = f"the account's maximum (AccountMax{field} {account}, for all tables"
                 limits[dimension] = _Limit(account, f"{name} together)")
-        _limits_read[dynamodb] = (clock.now() + _LIMITS_FOR, limits)
+        if keep:
+            _limits_read[dynamodb] = (clock.now() + _LIMITS_FOR, limits)
         return limits
 
     def apply(self, plan: Plan) -> None:

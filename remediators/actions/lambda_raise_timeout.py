@@ -20,7 +20,10 @@ configuration of a published version, only the unpublished version" (same page).
   (the published version stays: versions are immutable, and deleting one is a person's call).
   When `$LATEST` holds other code or settings, publishing it would deploy them too: skipped
   (`latest_differs`) and escalated. An alias that splits its traffic (a canary or gradual
-  deploy in progress) is skipped (`alias_split`): the deploy tool owns it.
+  deploy in progress) is skipped (`alias_split`): the deploy tool owns it. A SnapStart function
+  (`snapstart`): its new version is invocable only once the snapshot is ready, minutes later.
+  The alias moves only once the new version is Active, and only if nobody moved it since it was
+  read (UpdateAlias's RevisionId).
 - A published version (`Resource` is `function:5`): its timeout cannot change, and nothing
   routes to a new version for it: skipped (`published_version`) and escalated.
 An alias serving `$LATEST` is `$LATEST`'s case.
@@ -55,28 +58,32 @@ _SETTLE_POLLS, _SETTLE_POLL_SECONDS = 30, 2.0
 # All of an action's waits for updates to settle together, well within the function's 120 s.
 _WAIT_BUDGET_SECONDS = 60.0
 _NAME = r"^[a-zA-Z0-9_-]+$"
-# What a published version copies from $LATEST besides timeout and memory: if any differs
-# from the version an alias serves, publishing $LATEST would change more than the timeout.
-# (SnapStart's OptimizationStatus differs between $LATEST and versions by design: only
-# ApplyOn is compared.)
-_PUBLISHED_WITH = (
-    "CodeSha256",
-    "PackageType",
-    "Runtime",
-    "Handler",
-    "Role",
-    "Environment",
-    "Layers",
-    "Architectures",
-    "EphemeralStorage",
-    "VpcConfig",
-    "TracingConfig",
-    "DeadLetterConfig",
-    "KMSKeyArn",
-    "FileSystemConfigs",
-    "ImageConfigResponse",
-    "LoggingConfig",
+# What may differ between $LATEST and the version an alias serves when a version published
+# from $LATEST is to serve instead: timeout and memory (this change), and what names or dates a
+# version rather than configuring it. Anything else that differs (code, runtime and its
+# management, role, environment, layers, VPC, fields Lambda adds later) would be deployed with
+# it: the action does not publish then.
+_NOT_CONFIGURATION = frozenset(
+    {
+        "Timeout",
+        "MemorySize",
+        "Version",
+        "FunctionArn",
+        "MasterArn",
+        "LastModified",
+        "RevisionId",
+        "Description",
+        "CodeSize",
+        "State",
+        "StateReason",
+        "StateReasonCode",
+        "LastUpdateStatus",
+        "LastUpdateStatusReason",
+        "LastUpdateStatusReasonCode",
+        "ResponseMetadata",
+    }
 )
+_NEW_VERSION_POLLS = 10  # Active within 20 s, or the alias is not moved (a person looks)
 
 
 class FunctionTarget(Target):
@@ -155,9 +162,11 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
         if target.alias is not None:
             permissions += [
                 Permission(actions=("lambda:PublishVersion",), resources=(function,)),
+                # Lambda authorizes alias calls on the function (and lambda.rollback_alias
+                # grants both too): https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html
                 Permission(
                     actions=("lambda:GetAlias", "lambda:UpdateAlias"),
-                    resources=(f"{function}:{target.alias}",),
+                    resources=(function, f"{function}:{target.alias}"),
                 ),
                 Permission(
                     actions=(read,),
@@ -189,9 +198,12 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
         return self._read(wait=True)
 
     def comparable(self, state: dict[str, Any]) -> dict[str, Any]:
-        # Through an alias: what it serves (its code, timeout and memory), not which version
-        # number holds them; a retry that finds the alias on the version it published agrees.
-        keys = ("timeout", "memory", "code") if "code" in state else ("timeout", "memory")
+        # Through an alias: what it serves (its code, timeout, memory and any canary weights),
+        # not which version number holds them; a retry that finds the alias on the version it
+        # published agrees.
+        keys = (
+            ("timeout", "memory", "code", "weights") if "code" in state else ("timeout", "memory")
+        )
         return {key: state[key] for key in keys}
 
     def plan(self) -> Plan:
@@ -223,6 +235,14 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
                 note=f"alias {target.alias} serves version {before['version']}, and $LATEST "
                 f"differs from it in {', '.join(differs)}: a version published from $LATEST "
                 "with the new timeout would deploy that too",
+            )
+        if before.get("snapstart"):
+            return Plan(
+                before=before,
+                skip_reason="snapstart",
+                note=f"{target.function} uses SnapStart on published versions: a new version is "
+                "invocable only once its snapshot is ready (minutes), and the alias would fail "
+                "meanwhile: publish it and move the alias when it is Active",
             )
         changes = []
         timeout = scale_up(before["timeout"], self.params.factor, self.params.max_seconds)
@@ -258,6 +278,11 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
         # Through an alias: $LATEST must still be what the alias serves, but for the settings
         # this changes, or the version published from it would deploy something else.
         served = self._read(wait=True)
+        if (served["version"], served["weights"]) != (plan.before["version"], {}):
+            raise ActionError(
+                f"alias {self.target.alias} of {self.target.function} moved since the plan "
+                f"(version {served['version']}, weights {served['weights']}): a deploy owns it"
+            )
         if served.get("latest_differs") or served["code"] != plan.before["code"]:
             raise ActionError(
                 f"$LATEST of {self.target.function} changed since the plan "
@@ -267,11 +292,12 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
         self._update(plan.after)
         self._settled()
         version = self._publish(plan.before["code"], plan.after)
-        self._point_alias(version)
+        self._wait_active(version)
+        self._point_alias(version, served["alias_revision"])
 
     def revert(self, before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
         if "version" in before:
-            self._point_alias(before["version"])
+            self._point_alias(before["version"], self._read(wait=True)["alias_revision"])
             self._update({"timeout": before["latest_timeout"], "memory": before["latest_memory"]})
         else:
             self._update(before)
@@ -342,14 +368,44 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
             )
         return str(published["Version"])
 
-    def _point_alias(self, version: str) -> None:
+    def _wait_active(self, version: str) -> None:
+        """Until the new version is Active: one is Pending for a while after PublishVersion,
+        and an alias moved to it meanwhile fails its invocations (botocore's waiter
+        PublishedVersionActive polls State for this)."""
+        function = self.target.function
+        for _ in range(_NEW_VERSION_POLLS):
+            try:
+                state = client("lambda").get_function_configuration(
+                    FunctionName=function, Qualifier=version
+                )
+            except ClientError as error:
+                raise ActionError.from_client_error(
+                    f"GetFunctionConfiguration {function}:{version}", error
+                ) from error
+            if state.get("State", "Active") == "Active":
+                return
+            if state.get("State") == "Failed":
+                raise ActionError(
+                    f"version {version} of {function} failed: {state.get('StateReason', '')}"
+                )
+            clock.sleep(_SETTLE_POLL_SECONDS)
+        raise ActionError(
+            f"version {version} of {function} is not Active yet: alias {self.target.alias} "
+            "not moved"
+        )
+
+    def _point_alias(self, version: str, revision: str | None) -> None:
+        """Move the alias, only if nobody moved it since it was read (its RevisionId,
+        https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html)."""
         function, alias = self.target.function, self.target.alias
+        precondition = {"RevisionId": revision} if revision else {}
         try:
             client("lambda").update_alias(
                 FunctionName=function,
                 Name=alias,
                 FunctionVersion=version,
                 RoutingConfig={"AdditionalVersionWeights": {}},
+                **precondition,
             )
         except ClientError as error:
             raise ActionError.from_client_error(f"UpdateAlias {function}:{alias}", error) from error
@@ -362,10 +418,10 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
                 return _settings(latest) | {
                     "last_update_status": latest.get("LastUpdateStatus", "Successful")
                 }
-            version, weights = str(qualifier), dict[str, float]()
+            version, weights, revision = str(qualifier), dict[str, float](), None
             if self.target.alias is not None:
                 alias = client("lambda").get_alias(FunctionName=function, Name=self.target.alias)
-                version = str(alias["FunctionVersion"])
+                version, revision = str(alias["FunctionVersion"]), alias.get("RevisionId")
                 weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
                 if version == "$LATEST" and not weights:  # $LATEST's case
                     return _settings(latest) | {
@@ -380,19 +436,44 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
                     f"function {function}{f':{qualifier}' if qualifier else ''} does not exist"
                 ) from error
             raise ActionError.from_client_error(f"reading {function}", error) from error
-        differs = [key for key in _PUBLISHED_WITH if served.get(key) != latest.get(key)]
-        if (served.get("SnapStart") or {}).get("ApplyOn") != (latest.get("SnapStart") or {}).get(
-            "ApplyOn"
-        ):
-            differs.append("SnapStart")
+        differs = _differences(served, latest)
         return _settings(served) | {
             "version": version,
             "weights": dict(weights),
+            "alias_revision": revision,
+            "snapstart": (latest.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions",
             "code": served["CodeSha256"],
             "latest_timeout": latest["Timeout"],
             "latest_memory": latest["MemorySize"],
             "latest_differs": differs,
         }
+
+
+def _differences(served: dict[str, Any], latest: dict[str, Any]) -> list[str]:
+    """What a version published from `latest` would configure differently from `served`."""
+    differs = []
+    for key in sorted((set(served) | set(latest)) - _NOT_CONFIGURATION):
+        if _configured(key, served.get(key)) != _configured(key, latest.get(key)):
+            differs.append(key)
+    return differs
+
+
+def _configured(key: str, value: Any) -> Any:
+    """A field as it configures the function: SnapStart by when it applies (its
+    OptimizationStatus differs between $LATEST and versions by design); VPC subnets and groups
+    in any order; an environment Lambda could not decrypt as never equal to another."""
+    if key == "SnapStart":
+        return (value or {}).get("ApplyOn", "None")
+    if key == "VpcConfig":
+        value = value or {}
+        return (
+            sorted(value.get("SubnetIds", [])),
+            sorted(value.get("SecurityGroupIds", [])),
+            bool(value.get("Ipv6AllowedForDualStack")),
+        )
+    if key == "Environment" and (value or {}).get("Error"):
+        return object()
+    return value
 
 
 def _settings(configuration: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ ESCALATE = frozenset(
         "no_reservation",
         "no_backup",
         "published_version",
+        "snapstart",
         "table_updating",
     }
 )

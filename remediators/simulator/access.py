@@ -68,9 +68,10 @@ def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)
         return Call(action, resource)
     if service == "lambda" and "FunctionName" in params:
         function = str(params["FunctionName"]).rsplit(":function:", 1)[-1]
-        if operation in ("GetAlias", "UpdateAlias"):
-            function += f":{params['Name']}"
-        elif params.get("Qualifier"):  # a version's or an alias's own ARN
+        # Alias calls are authorized on the function itself (the permissions reference lists
+        # only the function resource type for them); a call on a version's or an alias's
+        # configuration, on that qualified ARN.
+        if operation not in ("GetAlias", "UpdateAlias") and params.get("Qualifier"):
             function += f":{params['Qualifier']}"
         return Call(action, f"{arn}function:{function}")
     if service == "ssm" and "Name" in params:

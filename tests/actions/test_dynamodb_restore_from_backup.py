@@ -454,3 +454,34 @@ def test_a_copy_dynamodb_is_still_creating_is_left_for_a_person_not_lost() -> No
         f"{job.restored_table} is still being restored and could not be deleted: "
         "delete it by hand once it is ACTIVE"
     )
+
+
+@pytest.mark.parametrize(("held", "markers"), [(12, 2), (49, 1), (50, 0)])
+def test_every_tag_of_the_source_is_copied_and_the_markers_fit_within_50(
+    held: int, markers: int
+) -> None:
+    # DynamoDB keeps at most 50 tags per table (the simulator's fidelity rule refuses more),
+    # and ListTagsOfResource answers a page at a time (moto: 10).
+    arn = _table()
+    ddb = boto3.client("dynamodb")
+    source = {f"cost-{n:02}": str(n) for n in range(held)}
+    ddb.tag_resource(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in source.items()])
+    _backup()
+    action = _action()
+    job = _job(action)
+    action.start_restore(job)
+
+    done = action.reapply(job)
+
+    copy_arn = ddb.describe_table(TableName=job.restored_table)["Table"]["TableArn"]
+    tags: dict[str, str] = {}
+    page: dict[str, str] = {"ResourceArn": copy_arn}
+    while True:
+        answer = ddb.list_tags_of_resource(**page)
+        tags |= {t["Key"]: t["Value"] for t in answer["Tags"]}
+        if "NextToken" not in answer:
+            break
+        page["NextToken"] = answer["NextToken"]
+    assert {k: v for k, v in tags.items() if k.startswith("cost-")} == source
+    assert len(tags) == held + markers
+    assert f"{held} tags copied" in done[0]

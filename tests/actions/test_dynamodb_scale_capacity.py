@@ -220,6 +220,29 @@ def test_describe_limits_is_read_once_per_plan_and_kept_for_five_minutes() -> No
     assert calls == ["DescribeLimits", "DescribeLimits"]
 
 
+def test_describe_limits_still_throttled_after_the_retries_plans_within_the_default_quota(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an account whose quota is below the default, and DescribeLimits throttled
+    monkeypatch.setattr(dynamodb_capacity_limits, "LIMITS", Limits(table_read=1_000))
+    _table(read=600, write=5)
+
+    def throttled(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "LimitExceededException", "Message": "Rate exceeded"}},
+            "DescribeLimits",
+        )
+
+    client("dynamodb").meta.events.register("before-call.dynamodb.DescribeLimits", throttled)
+
+    plan = _action(factor=2).plan()
+
+    # Then the plan holds to the default 40,000 (UpdateTable has the last word), not a failure
+    assert plan.after["capacity"]["table"]["read"] == 1_200
+    client("dynamodb").meta.events.unregister("before-call.dynamodb.DescribeLimits", throttled)
+    assert "TableMaxReadCapacityUnits 1000" in str(_action(factor=2).plan().note)  # not kept
+
+
 def test_a_table_at_the_per_table_maximum_is_at_cap_and_says_which_limit_held_it() -> None:
     _table(read=30_000, write=5, **_gsi(read=10_000, write=5))
 

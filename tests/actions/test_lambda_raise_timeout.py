@@ -284,7 +284,84 @@ def test_an_alias_target_is_granted_the_alias_and_publishing_only() -> None:
         ("lambda:GetFunctionConfiguration", arn),
         ("lambda:UpdateFunctionConfiguration", arn),
         ("lambda:PublishVersion", arn),
+        # Lambda authorizes alias calls on the function: an alias-only grant is refused.
+        ("lambda:GetAlias", arn),
+        ("lambda:UpdateAlias", arn),
         ("lambda:GetAlias", arn + ":live"),
         ("lambda:UpdateAlias", arn + ":live"),
         ("lambda:GetFunctionConfiguration", arn + ":*"),
     }
+
+
+def test_an_alias_a_canary_started_on_since_the_plan_is_not_moved() -> None:
+    _function_with_releases({"live": "3"})
+    action = _alias_action()
+    plan = action.plan()
+    boto3.client("lambda").update_alias(
+        FunctionName="checkout",
+        Name="live",
+        FunctionVersion="3",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
+    )
+
+    with pytest.raises(ActionError, match="moved since the plan"):
+        action.apply(plan)
+    assert _served() == ("3", 40)
+    # And the drift shows to an approval's or a revert's check too.
+    assert action.comparable(action.read()) != action.comparable(plan.before)
+
+
+def test_the_alias_waits_for_its_new_version_to_be_active_and_is_not_moved_if_it_is_not() -> None:
+    _function_with_releases({"live": "3"})
+    action = _alias_action()
+    plan = action.plan()
+
+    def pending(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Version") == "4":  # just published
+            parsed["State"] = "Pending"
+
+    client("lambda").meta.events.register("after-call.lambda.GetFunctionConfiguration", pending)
+
+    with pytest.raises(ActionError, match="version 4 of checkout is not Active yet"):
+        action.apply(plan)
+    assert _served() == ("3", 40)
+
+
+def test_a_snapstart_function_is_left_to_its_deploy() -> None:
+    _function_with_releases({"live": "3"})
+
+    def snapstart(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["SnapStart"] = {"ApplyOn": "PublishedVersions", "OptimizationStatus": "Off"}
+
+    client("lambda").meta.events.register("after-call.lambda.GetFunctionConfiguration", snapstart)
+
+    plan = _alias_action().plan()
+
+    assert plan.skip_reason == "snapstart"
+
+
+def test_what_a_published_version_would_configure_differently_is_named() -> None:
+    from remediators.actions.lambda_raise_timeout import _differences
+
+    served = {
+        "CodeSha256": "abc",
+        "Timeout": 40,
+        "Version": "3",
+        "VpcConfig": {"SubnetIds": ["a", "b"], "SecurityGroupIds": ["g"]},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "On"},
+    }
+    latest = served | {
+        "Timeout": 60,
+        "Version": "$LATEST",
+        "VpcConfig": {"SubnetIds": ["b", "a"], "SecurityGroupIds": ["g"],
+                      "Ipv6AllowedForDualStack": False},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+    }  # fmt: skip
+
+    assert _differences(served, latest) == []
+    assert _differences(served, latest | {"RuntimeVersionConfig": {"RuntimeVersionArn": "x"}}) == [
+        "RuntimeVersionConfig"
+    ]
+    undecrypted = {"Error": {"ErrorCode": "AccessDeniedException"}}
+    assert _differences(served | {"Environment": undecrypted},
+                        latest | {"Environment": undecrypted}) == ["Environment"]  # fmt: skip

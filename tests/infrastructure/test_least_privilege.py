@@ -21,6 +21,17 @@ def role(deployed: Any) -> AccessChecker:
     return AccessChecker(function["Role"])
 
 
+def test_alias_calls_are_checked_on_the_function_and_configuration_reads_on_the_qualifier() -> None:
+    # The permissions reference lists only the function resource type for alias calls.
+    for operation in ("GetAlias", "UpdateAlias"):
+        call = call_of("lambda", operation, {"FunctionName": "checkout", "Name": "live"}, ACCOUNT,
+                       REGION)  # fmt: skip
+        assert call.resource == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:checkout"
+    params = {"FunctionName": "checkout", "Qualifier": "4"}
+    read = call_of("lambda", "GetFunctionConfiguration", params, ACCOUNT, REGION)
+    assert read.resource == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:checkout:4"
+
+
 def _allowed(role: AccessChecker, signing: str, operation: str, **params: Any) -> bool:
     return role.allowed(call_of(signing, operation, params, ACCOUNT, REGION))
 
@@ -43,7 +54,9 @@ def test_and_nothing_else(role: AccessChecker) -> None:
     assert not _allowed(role, "dynamodb", "UpdateTable", TableName="payments")
     assert not _allowed(role, "dynamodb", "DeleteTable", TableName="orders")
     assert not _allowed(role, "lambda", "UpdateFunctionConfiguration", FunctionName="billing")
-    assert not _allowed(role, "lambda", "UpdateAlias", FunctionName="checkout", Name="beta")
+    # Alias calls are authorized on the function: another function's aliases stay out of reach
+    # (one of checkout's other aliases cannot be told apart by IAM).
+    assert not _allowed(role, "lambda", "UpdateAlias", FunctionName="billing", Name="live")
     assert not _allowed(role, "sns", "Publish", TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:x")
     assert not _allowed(role, "lambda", "PutFunctionConcurrency", FunctionName="billing")
     assert not _allowed(role, "lambda", "DeleteFunctionConcurrency", FunctionName="billing")

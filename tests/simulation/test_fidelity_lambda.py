@@ -132,7 +132,9 @@ def test_a_published_version_refuses_an_update(name: str) -> None:
         lambda_client.update_function_configuration(FunctionName=name, Timeout=30)
 
     assert type(refused.value).__name__ == "InvalidParameterValueException"
-    assert "immutable" in refused.value.response["Error"]["Message"]
+    assert refused.value.response["Error"]["Message"] == (
+        "Current operation does not support versions other than $LATEST"
+    )
     version = lambda_client.get_function_configuration(FunctionName="checkout", Qualifier="1")
     assert version["Timeout"] == 3
 

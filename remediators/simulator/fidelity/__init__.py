@@ -11,6 +11,7 @@ and the test suite's moto fixture install them by default.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +20,16 @@ from botocore.awsrequest import AWSResponse
 
 from remediators.simulator.access import AccessChecker
 
-__all__ = ["RULES", "Caller", "Refusal", "Rule", "api_params", "error_response", "install"]
+__all__ = [
+    "RULES",
+    "Caller",
+    "Readers",
+    "Refusal",
+    "Rule",
+    "api_params",
+    "error_response",
+    "install",
+]
 
 # The deployed role of the function making the call, if a function makes it (None: the
 # simulator's own set-up calls, or a test's).
@@ -43,6 +53,24 @@ class Refusal:
     code: str
     message: str
     status: int = 400
+
+
+class Readers:
+    """Clients of a session without the rules' hooks, by service and region: a rule's own
+    reads of what AWS holds are no calls of the caller's (its role, the calls a test counts),
+    and meet no rule."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str, region: str) -> Any:
+        import boto3
+
+        with self._lock:
+            if (service, region) not in self._clients:
+                self._clients[service, region] = boto3.Session().client(service, region_name=region)
+            return self._clients[service, region]
 
 
 def error_response(refusal: Refusal, url: str = "") -> tuple[AWSResponse, dict[str, Any]]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from remediators.simulator.access import Call
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
 
 __all__ = ["ACTION", "REFUSAL", "RULE", "CompositeAlarmsNeedStar"]
 
@@ -56,7 +56,7 @@ class CompositeAlarmsNeedStar:
     doc = "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html"
 
     def register(self, events: Any, caller: Caller) -> None:
-        readers: dict[str, Any] = {}  # by region: clients of a session without the hooks
+        readers = Readers()
 
         def check(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
             checker = caller()
@@ -72,16 +72,13 @@ class CompositeAlarmsNeedStar:
         events.register("before-call.cloudwatch.DescribeAlarms", check)
 
 
-def _composite_alarms(request: dict[str, Any], region: str, readers: dict[str, Any]) -> bool:
+def _composite_alarms(request: dict[str, Any], region: str, readers: Readers) -> bool:
     """Whether the call would describe a composite alarm, read through a session of the rule's
     own: the rule's read is no call of the caller's (its role, the calls a test counts)."""
-    import boto3
     from botocore.exceptions import ClientError
 
-    if region not in readers:
-        readers[region] = boto3.Session().client("cloudwatch", region_name=region)
     try:
-        answer = readers[region].describe_alarms(**request)
+        answer = readers("cloudwatch", region).describe_alarms(**request)
     except ClientError:
         return False  # the call itself will say what is wrong
     return bool(answer.get("CompositeAlarms"))

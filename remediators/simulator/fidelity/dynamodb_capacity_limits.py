@@ -26,7 +26,9 @@ and all of its associated global secondary indexes"
 The rule models that sum, for CreateTable and UpdateTable; if AWS checks each table and index
 alone, the rule is stricter than AWS, never more lenient.
 
-The refusals are LimitExceededException (400), which botocore does not retry. The texts are not
+The refusals are LimitExceededException (400). botocore's standard retry mode counts that code
+as a throttle and retries it; a rule's answer (before-call) is given once, not per attempt, so
+the simulator shows the refusal, not the retries. The texts are not
 documented; they are as observed (AWS's health notice quotes the first, and a public catalogue
 of probed DynamoDB errors lists both): "The requested ReadCapacityUnits, N, is above the per
 table maximum for the account in REGION. Per table maximum: 40000. Refer to the Amazon DynamoDB
@@ -49,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
 
 __all__ = ["LIMITS", "RULE", "DynamoDBCapacityLimits", "Limits"]
 
@@ -85,7 +87,7 @@ class DynamoDBCapacityLimits:
     doc = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DescribeLimits.html"
 
     def register(self, events: Any, caller: Caller) -> None:
-        readers: dict[str, Any] = {}  # by region: clients of a session without the hooks
+        readers = Readers()
 
         def describe_limits(parsed: dict[str, Any], **_: Any) -> None:
             if "AccountMaxReadCapacityUnits" in parsed:
@@ -108,7 +110,7 @@ class DynamoDBCapacityLimits:
             request = api_params(context)
             region = str(context.get("client_region"))
             name = str(request.get("TableName", "")).rsplit(":table/", 1)[-1]
-            table = _describe(_reader(region, readers), name)
+            table = _describe(readers("dynamodb", region), name)
             if not table or _billing(request.get("BillingMode"), table) == "PAY_PER_REQUEST":
                 return None  # unknown (UpdateTable will say so) or on-demand: no capacity
             now = _capacity(table)
@@ -134,7 +136,7 @@ def _refusal(
     region: str,
     wanted: dict[str, int],
     now: dict[str, int],
-    readers: dict[str, Any],
+    readers: Readers,
     table: str,
 ) -> Refusal | None:
     """AWS's refusal of a table (and its GSIs) going from `now` to `wanted` capacity, if any:
@@ -150,7 +152,7 @@ def _refusal(
                 f"The requested {field}, {wanted[dimension]}, is above the per table maximum "
                 f"for the account in {region}. Per table maximum: {maximum}. {_GUIDE}",
             )
-    reserved = _account_total(_reader(region, readers), except_table=table)
+    reserved = _account_total(readers("dynamodb", region), except_table=table)
     for dimension, field in _DIMENSIONS.items():
         if wanted[dimension] <= now[dimension]:
             continue
@@ -221,16 +223,6 @@ def _account_total(reader: Any, except_table: str) -> dict[str, int]:
             capacity = _capacity(_describe(reader, name))
             total = {dimension: total[dimension] + capacity[dimension] for dimension in total}
     return total
-
-
-def _reader(region: str, readers: dict[str, Any]) -> Any:
-    """A client of a session of the rule's own: its reads are no calls of the caller's (its
-    role, the calls a test counts), and it does not meet the rules."""
-    if region not in readers:
-        import boto3
-
-        readers[region] = boto3.Session().client("dynamodb", region_name=region)
-    return readers[region]
 
 
 def _describe(reader: Any, name: str) -> dict[str, Any]:

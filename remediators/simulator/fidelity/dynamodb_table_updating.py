@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediators.core import clock
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
 
 __all__ = ["RULE", "UPDATING_FOR", "DynamoDBTableUpdating"]
 
@@ -47,7 +47,7 @@ class DynamoDBTableUpdating:
     def register(self, events: Any, caller: Caller) -> None:
         updating: dict[tuple[str, str], _Update] = {}  # (region, table): per installed session
         lock = threading.Lock()
-        readers: dict[str, Any] = {}  # by region: clients of a session without the hooks
+        readers = Readers()
 
         def current(key: tuple[str, str]) -> _Update | None:
             with lock:
@@ -105,18 +105,13 @@ def _key(context: dict[str, Any]) -> tuple[str, str]:
     return str(context.get("client_region")), name.rsplit(":table/", 1)[-1]
 
 
-def _describe(key: tuple[str, str], readers: dict[str, Any]) -> dict[str, Any]:
-    """The table as it is before the update (an unknown table: UpdateTable will say so), read
-    through a session of its own: the rule's read is no call of the caller's (its role, the
-    calls a test counts)."""
-    import boto3
+def _describe(key: tuple[str, str], readers: Readers) -> dict[str, Any]:
+    """The table as it is before the update (an unknown table: UpdateTable will say so)."""
     from botocore.exceptions import ClientError
 
     region, name = key
-    if region not in readers:
-        readers[region] = boto3.Session().client("dynamodb", region_name=region)
     try:
-        table = readers[region].describe_table(TableName=name)
+        table = readers("dynamodb", region).describe_table(TableName=name)
     except ClientError:
         return {}
     return dict(table["Table"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
 from remediators.simulator.fidelity.lambda_update_in_progress import function_name
 
 __all__ = ["RULE", "LambdaPublishCodeSha"]
@@ -27,7 +27,7 @@ class LambdaPublishCodeSha:
     doc = "https://docs.aws.amazon.com/lambda/latest/api/API_PublishVersion.html"
 
     def register(self, events: Any, caller: Caller) -> None:
-        readers: dict[str, Any] = {}  # by region: clients of a session without the hooks
+        readers = Readers()
 
         def check(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
             request = api_params(context)
@@ -49,17 +49,13 @@ class LambdaPublishCodeSha:
         events.register("before-call.lambda.PublishVersion", check)
 
 
-def _latest_code_sha(region: str, reference: str, readers: dict[str, Any]) -> str | None:
-    """$LATEST's CodeSha256, read through a session of its own (not one of the caller's
-    calls)."""
-    import boto3
+def _latest_code_sha(region: str, reference: str, readers: Readers) -> str | None:
+    """$LATEST's CodeSha256 (None: no such function)."""
     from botocore.exceptions import ClientError
 
-    if region not in readers:
-        readers[region] = boto3.Session().client("lambda", region_name=region)
     name, _ = function_name(reference)
     try:
-        configuration = readers[region].get_function_configuration(FunctionName=name)
+        configuration = readers("lambda", region).get_function_configuration(FunctionName=name)
     except ClientError:
         return None
     return str(configuration["CodeSha256"])

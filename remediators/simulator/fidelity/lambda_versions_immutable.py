@@ -6,9 +6,9 @@ version." https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfig
 and "After you publish a function version, its code, runtime, architecture, memory, layers, and
 most other configuration settings are immutable." (Manage Lambda function versions,
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-versions.html). The update APIs name
-the function only by name or ARN; AWS documents no error text for a qualified name, so the
-message below is the rule's own, under Lambda's error code for a parameter it refuses
-(InvalidParameterValueException, 400).
+the function only by name or ARN; a qualified one is refused with
+InvalidParameterValueException "Current operation does not support versions other than
+$LATEST" (the message as users report it: https://github.com/appleboy/lambda-action/issues/6).
 
 moto updates whatever a qualified name (`name:5`, a qualified ARN) resolves to: the published
 version's configuration changes, and an alias that serves it runs the new settings, as no
@@ -37,14 +37,12 @@ class LambdaVersionsImmutable:
 
     @staticmethod
     def _check(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
-        name, qualifier = function_name(str(api_params(context).get("FunctionName", "")))
+        _name, qualifier = function_name(str(api_params(context).get("FunctionName", "")))
         if qualifier in (None, "$LATEST"):
             return None
         refusal = Refusal(
             "InvalidParameterValueException",
-            f"Only the unpublished version ($LATEST) of function {name} can be updated: "
-            f"{qualifier} is a published version or an alias, and a published version is "
-            "immutable",
+            "Current operation does not support versions other than $LATEST",
         )
         return error_response(refusal, str(params.get("url", "")))
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
 
 __all__ = ["DYNAMODB_REFUSAL", "LAMBDA_REFUSAL", "MAX_TAGS", "RULE", "TagsPerResource"]
 
@@ -55,7 +55,7 @@ LAMBDA_REFUSAL = Refusal(
 
 # The tag keys a call adds, and where the resource's own tags are read (None: a new resource).
 _Keys = Callable[[dict[str, Any]], Iterable[str]]
-_Existing = Callable[[dict[str, Any], str, dict[tuple[str, str], Any]], Iterable[str]] | None
+_Existing = Callable[[dict[str, Any], str, Readers], Iterable[str]] | None
 
 
 class TagsPerResource:
@@ -65,7 +65,7 @@ class TagsPerResource:
     )
 
     def register(self, events: Any, caller: Caller) -> None:
-        readers: dict[tuple[str, str], Any] = {}  # by service and region, without the hooks
+        readers = Readers()
         checked: list[tuple[str, _Keys, _Existing, Refusal]] = [
             ("dynamodb.TagResource", _dynamodb_keys, _dynamodb_tags, DYNAMODB_REFUSAL),
             ("dynamodb.CreateTable", _dynamodb_keys, None, DYNAMODB_REFUSAL),
@@ -77,7 +77,7 @@ class TagsPerResource:
 
 
 def _check(
-    keys: _Keys, existing: _Existing, refusal: Refusal, readers: dict[tuple[str, str], Any]
+    keys: _Keys, existing: _Existing, refusal: Refusal, readers: Readers
 ) -> Callable[..., Any]:
     def check(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
         request = api_params(context)
@@ -106,21 +106,11 @@ def _lambda_keys(request: dict[str, Any]) -> Iterable[str]:
     return (str(key) for key in request.get("Tags", {}))
 
 
-def _reader(service: str, region: str, readers: dict[tuple[str, str], Any]) -> Any:
-    import boto3
-
-    if (service, region) not in readers:
-        readers[service, region] = boto3.Session().client(service, region_name=region)
-    return readers[service, region]
-
-
-def _dynamodb_tags(
-    request: dict[str, Any], region: str, readers: dict[tuple[str, str], Any]
-) -> list[str]:
+def _dynamodb_tags(request: dict[str, Any], region: str, readers: Readers) -> list[str]:
     """The table's tag keys now (none if it cannot be read: the call will say why)."""
     from botocore.exceptions import ClientError
 
-    dynamodb, keys = _reader("dynamodb", region, readers), []
+    dynamodb, keys = readers("dynamodb", region), []
     page: dict[str, Any] = {"ResourceArn": request.get("ResourceArn", "")}
     try:
         while True:
@@ -133,14 +123,12 @@ def _dynamodb_tags(
         return keys
 
 
-def _lambda_tags(
-    request: dict[str, Any], region: str, readers: dict[tuple[str, str], Any]
-) -> list[str]:
+def _lambda_tags(request: dict[str, Any], region: str, readers: Readers) -> list[str]:
     """The function's tag keys now (none if it cannot be read: the call will say why)."""
     from botocore.exceptions import ClientError
 
     try:
-        answer = _reader("lambda", region, readers).list_tags(Resource=request.get("Resource", ""))
+        answer = readers("lambda", region).list_tags(Resource=request.get("Resource", ""))
     except ClientError:
         return []
     return [str(key) for key in answer.get("Tags", {})]
