@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 from botocore.exceptions import ClientError
 from pydantic import Field, ValidationInfo, field_validator
 
+from remediators.actions.lambda_raise_timeout import PUBLISHED_BY_US
 from remediators.core import clock
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, TargetNotFound, UnknownAction
@@ -640,6 +641,11 @@ class ApiDiagnose(DiagnosingAction[ApiDiagnoseParams, ApiTarget]):
             figures["version_published_at"] = served.get("LastModified")
             earlier = [int(v) for v in versions if v.isdigit() and int(v) < int(version)]
             figures["previous_version"] = str(max(earlier)) if earlier else None
+        deployed = versions.get(figures.get("deployed_version", version), {})
+        if str(deployed.get("Description", "")).startswith(PUBLISHED_BY_US):
+            # lambda.raise_timeout's version: the same code with more time, not a deploy.
+            figures.pop("version_published_at", None)
+            figures["version_by"] = "lambda.raise_timeout (same code, longer timeout): no deploy"
         return True
 
     def _window_figures(self, functions: list[_Function], start: datetime, end: datetime) -> None:

@@ -46,6 +46,7 @@ from remediators.core.registry import Action, Params, Permission, Plan, Target, 
 __all__ = [
     "LAMBDA_MAX_MEMORY_MB",
     "LAMBDA_MAX_TIMEOUT",
+    "PUBLISHED_BY_US",
     "FunctionTarget",
     "RaiseTimeout",
     "ServedFunctionTarget",
@@ -83,6 +84,9 @@ _NOT_CONFIGURATION = frozenset(
         "ResponseMetadata",
     }
 )
+# How the versions this action publishes begin their Description (api.diagnose tells them from
+# deploys by it).
+PUBLISHED_BY_US = "autoremediate:"
 _NEW_VERSION_POLLS = 10  # Active within 20 s, or the alias is not moved (a person looks)
 
 
@@ -353,7 +357,7 @@ class RaiseTimeout(Action[RaiseTimeoutParams, ServedFunctionTarget]):
             published = client("lambda").publish_version(
                 FunctionName=function,
                 CodeSha256=code,
-                Description=f"autoremediate: timeout {wanted['timeout']} s, memory "
+                Description=f"{PUBLISHED_BY_US} timeout {wanted['timeout']} s, memory "
                 f"{wanted['memory']} MB for alias {self.target.alias}",
             )
         except ClientError as error:

@@ -781,3 +781,26 @@ def _diagnose(
 ) -> Any:
     detail = AlarmDetail.model_validate(_event(alarm_at)["detail"])
     return ApiDiagnose(target or ApiTarget(api=API), _params(**(params or {})), detail).diagnose()
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_version_raise_timeout_published_is_no_deploy_to_roll_back() -> None:
+    create_function("checkout", timeout=3)
+    _alias_moved_to_version_2()
+
+    # Version 2 is the one lambda.raise_timeout published (the same code, more time).
+    def ours(parsed: dict[str, Any], **_: Any) -> None:
+        for version in parsed.get("Versions", []):
+            if version["Version"] == "2":
+                version["Description"] = "autoremediate: timeout 5 s, memory 128 MB for alias live"
+
+    client("lambda").meta.events.register("after-call.lambda.ListVersionsByFunction", ours)
+    _rest_api({"checkout": "checkout:live"})
+    alarm_at = datetime.now(UTC) + timedelta(minutes=5)
+    _errors_since_the_move(alarm_at)
+
+    diagnosis = _diagnose(alarm_at)
+
+    assert diagnosis.action != "lambda.rollback_alias"
+    assert "version_published_at" not in diagnosis.figures["checkout:live"]
+    assert diagnosis.figures["checkout:live"]["version_by"].startswith("lambda.raise_timeout")

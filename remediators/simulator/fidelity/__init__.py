@@ -37,7 +37,8 @@ Caller = Callable[[], AccessChecker | None]
 
 
 class Rule(Protocol):
-    """One AWS behaviour: its name, the page it follows, and how it hooks botocore."""
+    """One AWS behaviour: its name, the page it follows, and how it hooks botocore. A rule
+    with `on_by_default = False` is installed only when asked for (`install(also=...)`)."""
 
     name: str
     doc: str
@@ -84,14 +85,18 @@ def error_response(refusal: Refusal, url: str = "") -> tuple[AWSResponse, dict[s
     return AWSResponse(url, refusal.status, {}, None), parsed
 
 
-def install(session: Any, caller: Caller | None = None) -> list[Rule]:
-    """Put every rule on `session` (a boto3 session: clients made from it afterwards obey the
-    rules); `caller` tells the calling function's role, for rules that depend on it. Rules
-    that keep state (a table being updated) start afresh."""
+def install(session: Any, caller: Caller | None = None, also: tuple[str, ...] = ()) -> list[Rule]:
+    """Put the rules on `session` (a boto3 session: clients made from it afterwards obey the
+    rules): every rule on by default, and those named in `also`; `caller` tells the calling
+    function's role, for rules that depend on it. Rules that keep state (a table being
+    updated) start afresh."""
     session.events.register("before-parameter-build", _keep_api_params)
-    for rule in RULES:
+    installed = [
+        rule for rule in RULES if getattr(rule, "on_by_default", True) or rule.name in also
+    ]
+    for rule in installed:
         rule.register(session.events, caller or (lambda: None))
-    return RULES
+    return installed
 
 
 def api_params(context: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def _rules() -> list[Rule]:
         cloudwatch_alarm_actions,
         cloudwatch_composite_alarms_need_star,
         dynamodb_capacity_limits,
+        dynamodb_gsi_eventually_consistent,
         dynamodb_table_updating,
         lambda_publish_code_sha,
         lambda_update_in_progress,
@@ -132,6 +138,7 @@ def _rules() -> list[Rule]:
         dynamodb_capacity_limits.RULE,
         cloudwatch_composite_alarms_need_star.RULE,
         tags_per_resource.RULE,
+        dynamodb_gsi_eventually_consistent.RULE,
     ]
 
 
