@@ -487,11 +487,12 @@ def _settings(configuration: dict[str, Any]) -> dict[str, Any]:
 def settled_configuration(function: str, polls: int = _SETTLE_POLLS) -> dict[str, Any]:
     """The function's configuration once no update is in progress (InProgress -> Successful
     or Failed), read at most `polls` times."""
-    for _ in range(polls):
+    for poll in range(polls):
         configuration: dict[str, Any] = client("lambda").get_function_configuration(
             FunctionName=function
         )
         if configuration.get("LastUpdateStatus", "Successful") != "InProgress":
             break
-        clock.sleep(_SETTLE_POLL_SECONDS)
+        if poll < polls - 1:  # no wait after the last look
+            clock.sleep(_SETTLE_POLL_SECONDS)
     return configuration

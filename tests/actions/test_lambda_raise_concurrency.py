@@ -250,6 +250,17 @@ def test_the_target_comes_from_the_function_name_dimension() -> None:
     assert RaiseConcurrency.target_from_alarm(alarm) == FunctionTarget(function="api-handler")
 
 
+def test_an_alias_throttles_alarm_targets_the_function_whose_reservation_it_shares() -> None:
+    # Reserved concurrency is the function's, all its versions and aliases together.
+    event = _throttles_event("api-handler-live-throttles")
+    metric = event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]
+    metric["dimensions"]["Resource"] = "api-handler:live"
+
+    alarm = AlarmEvent.model_validate(event).detail
+
+    assert RaiseConcurrency.target_from_alarm(alarm) == FunctionTarget(function="api-handler")
+
+
 def test_permissions_are_scoped_to_the_named_function_and_the_account_settings_read() -> None:
     function, account = RaiseConcurrency.permissions(FunctionTarget(function="api-handler"))
 

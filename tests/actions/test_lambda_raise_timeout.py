@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -365,3 +366,15 @@ def test_what_a_published_version_would_configure_differently_is_named() -> None
     undecrypted = {"Error": {"ErrorCode": "AccessDeniedException"}}
     assert _differences(served | {"Environment": undecrypted},
                         latest | {"Environment": undecrypted}) == ["Environment"]  # fmt: skip
+
+
+def test_the_settle_wait_does_not_sleep_after_its_last_look() -> None:
+    from remediators.actions.lambda_raise_timeout import settled_configuration
+    from remediators.core import clock
+
+    create_function(timeout=3)
+    boto3.client("lambda").update_function_configuration(FunctionName="api-handler", Timeout=4)
+    started = clock.now()
+
+    assert settled_configuration("api-handler", polls=1)["LastUpdateStatus"] == "InProgress"
+    assert clock.now() - started < timedelta(seconds=1)

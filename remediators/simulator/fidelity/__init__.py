@@ -23,6 +23,7 @@ from remediators.simulator.access import AccessChecker
 __all__ = [
     "RULES",
     "Caller",
+    "InProgress",
     "Readers",
     "Refusal",
     "Rule",
@@ -54,6 +55,39 @@ class Refusal:
     code: str
     message: str
     status: int = 400
+
+
+class InProgress:
+    """What AWS is still doing (a table updating, a function update), by key, each until its
+    `until`: what has ended is gone when next looked up. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._items: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: Any, item: Any) -> None:
+        """`item` (with an `until`) is in progress for `key`."""
+        with self._lock:
+            self._items[key] = item
+
+    def get(self, key: Any) -> Any:
+        """What is still in progress for `key`, or None."""
+        from remediators.core import clock
+
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and clock.now() >= item.until:
+                del self._items[key]
+                return None
+            return item
+
+    def end(self, key: Any | None = None) -> None:
+        """Nothing is in progress for `key` any more (None: for any key)."""
+        with self._lock:
+            if key is None:
+                self._items.clear()
+            else:
+                self._items.pop(key, None)
 
 
 class Readers:

@@ -17,13 +17,19 @@ clock (simulated time in the simulator: a poll's sleep moves it on).
 from __future__ import annotations
 
 import copy
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from remediators.core import clock
-from remediators.simulator.fidelity import Caller, Readers, Refusal, api_params, error_response
+from remediators.simulator.fidelity import (
+    Caller,
+    InProgress,
+    Readers,
+    Refusal,
+    api_params,
+    error_response,
+)
 
 __all__ = ["RULE", "UPDATING_FOR", "DynamoDBTableUpdating"]
 
@@ -45,21 +51,12 @@ class DynamoDBTableUpdating:
     doc = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateTable.html"
 
     def register(self, events: Any, caller: Caller) -> None:
-        updating: dict[tuple[str, str], _Update] = {}  # (region, table): per installed session
-        lock = threading.Lock()
+        updating = InProgress()  # by (region, table): per installed session
         readers = Readers()
-
-        def current(key: tuple[str, str]) -> _Update | None:
-            with lock:
-                update = updating.get(key)
-                if update is not None and clock.now() >= update.until:
-                    del updating[key]
-                    return None
-                return update
 
         def before_update(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
             key = _key(context)
-            if current(key) is not None:
+            if updating.get(key) is not None:
                 refusal = Refusal(
                     "ResourceInUseException",
                     f"Attempt to change a resource which is still in use: Table is being "
@@ -86,12 +83,11 @@ class DynamoDBTableUpdating:
                 table,
                 {name: value for name, value in indexes.items() if name in changed},
             )
-            with lock:
-                updating[_key(context)] = update
+            updating.start(_key(context), update)
             _show(parsed.get("TableDescription", {}), update)
 
         def after_describe(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-            update = current(_key(context))
+            update = updating.get(_key(context))
             if update is not None and "Table" in parsed:
                 _show(parsed["Table"], update)
 

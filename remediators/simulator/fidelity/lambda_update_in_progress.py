@@ -20,13 +20,12 @@ update takes; the rule keeps the function InProgress for IN_PROGRESS_FOR of the 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from remediators.core import clock
-from remediators.simulator.fidelity import Caller, Refusal, api_params, error_response
+from remediators.simulator.fidelity import Caller, InProgress, Refusal, api_params, error_response
 
 __all__ = ["IN_PROGRESS_FOR", "RULE", "LambdaUpdateInProgress", "function_name"]
 
@@ -51,20 +50,11 @@ class LambdaUpdateInProgress:
     def register(self, events: Any, caller: Caller) -> None:
         # One Lambda for every session of the process, as AWS is one for all its clients (a
         # deploy's update is seen by the remediator's reads); installing starts it afresh.
-        updating, lock = _UPDATING, _LOCK
-        with lock:
-            updating.clear()
-
-        def current(key: tuple[str, str]) -> _Update | None:
-            with lock:
-                update = updating.get(key)
-                if update is not None and clock.now() >= update.until:
-                    del updating[key]
-                    return None
-                return update
+        updating = _UPDATING
+        updating.end()
 
         def before(params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
-            update = current(_key(context))
+            update = updating.get(_key(context))
             if update is None:
                 return None
             refusal = Refusal(
@@ -80,21 +70,19 @@ class LambdaUpdateInProgress:
             if http_response.status_code >= 300 or "FunctionArn" not in parsed:
                 return
             update = _Update(clock.now() + IN_PROGRESS_FOR, str(parsed["FunctionArn"]))
-            with lock:
-                updating[_key(context)] = update
+            updating.start(_key(context), update)
             parsed["LastUpdateStatus"] = "InProgress"
 
         def after_read(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
             reference = str(api_params(context).get("FunctionName", ""))
             qualifier = api_params(context).get("Qualifier") or function_name(reference)[1]
-            if qualifier not in (None, "$LATEST") or current(_key(context)) is None:
+            if qualifier not in (None, "$LATEST") or updating.get(_key(context)) is None:
                 return  # a published version or an alias: its configuration is not updating
             configuration = parsed.get("Configuration", parsed)
             configuration["LastUpdateStatus"] = "InProgress"
 
         def forget(context: dict[str, Any], **_: Any) -> None:
-            with lock:  # a function created or deleted has no update of its own in progress
-                updating.pop(_key(context), None)
+            updating.end(_key(context))  # a new or deleted function has no update going
 
         for operation in ("CreateFunction", "DeleteFunction"):
             events.register(f"after-call.lambda.{operation}", forget)
@@ -114,8 +102,7 @@ class _Update:
     arn: str
 
 
-_UPDATING: dict[tuple[str, str], _Update] = {}  # by (region, function name)
-_LOCK = threading.Lock()
+_UPDATING = InProgress()  # _Update by (region, function name)
 
 
 def _key(context: dict[str, Any]) -> tuple[str, str]:
