@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.events import AlarmEvent
-from remediators.core.guardrails import KillSwitch, ResourceLocks
+from remediators.core.guardrails import GuardrailState, KillSwitch
 from remediators.core.notify import Notifier
 from remediators.core.operations import (
     DEFAULT_STACK,
@@ -72,12 +72,13 @@ def explain(
             lines.append("would be recorded: invalid (nothing acts)")
             return "\n".join(lines)
         settings = deployed_settings(stack_name)
+        audit = AuditStore(settings.audit_table)
         remediator = Remediator(
             policies=policies,
-            audit=AuditStore(settings.audit_table),
+            audit=audit,
             notifier=Notifier({}),
             kill_switch=KillSwitch(settings.kill_switch_parameter),
-            locks=ResourceLocks(settings.locks_table),
+            guardrails=GuardrailState(settings.locks_table, audit),
             scheduler=Scheduler("", settings.scheduler_role_arn),
         )
         lines += _decision(remediator.explain(alarm_event), where)

@@ -18,6 +18,7 @@ from remediators.core.registry import Action, Plan, get_action
 from remediators.core.revert import describe_changes
 
 if TYPE_CHECKING:
+    from remediators.core.guardrails import Claim
     from remediators.core.remediate import Remediator
 
 __all__ = ["apply_approved", "conclude", "request_approval"]
@@ -32,8 +33,11 @@ def request_approval(
     policy: Policy,
     action: Action[Any, Any],
     plan: Plan,
+    *,
+    claim: Claim,
 ) -> AuditRecord:
-    """Hand the planned change to the approval flow; the event ends as `pending`."""
+    """Hand the planned change to the approval flow; the event ends as `pending` (recorded
+    with the resource's guardrail state, releasing `claim`)."""
     if remediator.approval_state_machine is None:
         raise RuntimeError("this policy needs approval, but no approval flow is configured")
     now = base["started_at"]
@@ -60,8 +64,9 @@ def request_approval(
         "execution": execution,
         "deadline": request.deadline.isoformat(),
     }
+    claim.remember_event()
     return remediator.recorder.finish(
-        base | {"approval": approval}, Outcome.PENDING, "awaiting_approval"
+        base | {"approval": approval}, Outcome.PENDING, "awaiting_approval", claim=claim
     )
 
 
@@ -86,25 +91,36 @@ def apply_approved(  # noqa: PLR0911 (a return per outcome)
         action_class = get_action(request.action)
         params = action_class.params_model.model_validate(request.params)
     action = action_class(action_class.target_model.model_validate(request.target_spec), params)
+    claim = remediator.guardrails.claim(request.target, request.event_id, remediator.gate(policy))
     try:
-        with remediator.locks.hold(request.target, owner=request.event_id) as held:
-            if not held:
-                return recorder.finish(
-                    base, Outcome.SKIPPED, "locked", policy, notify=True, escalated=True
-                )
-            stop = _recheck(remediator, base, policy, action, request.plan)
-            if stop:
-                reason, note = stop
-                return recorder.finish(
-                    base | {"error": note},
-                    Outcome.SKIPPED,
-                    reason,
-                    policy,
-                    notify=True,
-                    escalated=reason in ESCALATE,
-                )
-            action.apply(request.plan)
-            return remediator.applied(base, policy, action)
+        if claim.stop:
+            # Cooldown or circuit breaker again (other changes may have happened while it
+            # waited), or the lock: the operator's approval is not carried out, and a person
+            # must know.
+            escalated = claim.stop == "locked" or claim.stop in ESCALATE
+            return recorder.finish(
+                base | {"error": claim.note},
+                Outcome.SKIPPED,
+                claim.stop,
+                policy,
+                notify=True,
+                escalated=escalated,
+                claim=claim,
+            )
+        current = action.read()
+        if action.comparable(current) != action.comparable(request.plan.before):
+            drift = "; ".join(describe_changes(request.plan.before, current))
+            return recorder.finish(
+                base | {"error": f"changed since the plan: {drift}"},
+                Outcome.SKIPPED,
+                "changed_since_approval",
+                policy,
+                notify=True,
+                escalated=True,
+                claim=claim,
+            )
+        action.apply(request.plan)
+        return remediator.applied(base, policy, action, claim)
     except TargetNotFound as error:
         return recorder.finish(
             base | {"error": str(error)},
@@ -113,29 +129,12 @@ def apply_approved(  # noqa: PLR0911 (a return per outcome)
             policy,
             notify=True,
             escalated=True,
+            claim=claim,
         )
     except Exception as error:
-        recorder.failed(base, policy, error, notify=True)
+        claim.remember_event()
+        recorder.failed(base, policy, error, notify=True, claim=claim)
         raise
-
-
-def _recheck(
-    remediator: Remediator,
-    base: dict[str, Any],
-    policy: Policy,
-    action: Action[Any, Any],
-    plan: Plan,
-) -> tuple[str, str | None] | None:
-    """Before applying an approved plan: cooldown and circuit breaker again (other changes
-    may have happened while it waited), and the resource as it was when planned."""
-    blocked = remediator.gate(base, policy)
-    if blocked:
-        return blocked
-    current = action.read()
-    if action.comparable(current) != action.comparable(plan.before):
-        drift = "; ".join(describe_changes(plan.before, current))
-        return "changed_since_approval", f"changed since the plan: {drift}"
-    return None
 
 
 def conclude(

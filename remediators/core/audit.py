@@ -2,8 +2,9 @@
 
 Every event ends as exactly one record: applied, skipped (with its reason), failed (with the
 error) or invalid. Records are keyed by event id; the `by_target` index (target, recorded_at)
-serves cooldown, the circuit breaker and history; `by_alarm` (alarm, recorded_at) finds the
-action a recovering alarm should be credited to.
+serves history; `by_alarm` (alarm, recorded_at) finds the action a recovering alarm should be
+credited to. The guardrails keep their own state (`guardrails`): an index is eventually
+consistent, and a guardrail must see the change recorded a moment ago.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from remediators.core.aws import client
 
-__all__ = ["AuditRecord", "AuditStore", "Outcome"]
+__all__ = ["AuditRecord", "AuditStore", "Outcome", "iso_time"]
 
 # Index name and key attributes; the stack builds the table from these.
 BY_TARGET_INDEX = "by_target"
@@ -27,12 +28,12 @@ TTL_ATTRIBUTE = "expires_at"
 _JSON_FIELDS = ("before", "planned", "after", "changes", "target_spec", "approval", "diagnosis")
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
     """Fixed-width UTC with microseconds, so that stored timestamps compare as strings."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str, when_used="json")]
+Timestamp = Annotated[datetime, PlainSerializer(iso_time, return_type=str, when_used="json")]
 
 
 # The reason of a record that undid changes whose time ran out (see `core.expiry`).
@@ -104,7 +105,7 @@ class AuditStore:
 
     def put(self, record: AuditRecord) -> None:
         """Write the record (the final one for its event id)."""
-        client("dynamodb").put_item(TableName=self.table_name, Item=self._to_item(record))
+        client("dynamodb").put_item(TableName=self.table_name, Item=self.to_item(record))
 
     def get(self, event_id: str) -> AuditRecord | None:
         """The record of one event, if any."""
@@ -117,25 +118,23 @@ class AuditStore:
         )
         return self._from_item(item) if item else None
 
-    def applied_since(self, target: str, since: datetime) -> list[AuditRecord]:
-        """Changes policies applied to `target` at or after `since`, newest first."""
+    def remembered_since(self, target: str, since: datetime) -> list[AuditRecord]:
+        """The records on `target` at or after `since` that the guardrail state remembers
+        (applied, pending, failed), newest first: read once per resource, to carry over what
+        was recorded before that state (see `guardrails.GuardrailState.carried_over`)."""
         return self._query(
             BY_TARGET_INDEX,
             "#key = :key AND recorded_at >= :since",
             {"#key": "target"},
-            {":key": {"S": target}, ":since": {"S": _iso(since)}},
-            applied_only=True,
+            {
+                ":key": {"S": target},
+                ":since": {"S": iso_time(since)},
+                ":applied": {"S": Outcome.APPLIED.value},
+                ":pending": {"S": Outcome.PENDING.value},
+                ":failed": {"S": Outcome.FAILED.value},
+            },
+            filter_expression="outcome IN (:applied, :pending, :failed)",
         )
-
-    def pending_since(self, target: str, since: datetime) -> list[AuditRecord]:
-        """Events on `target` still `pending` (waiting in a flow) since `since`, newest first."""
-        records = self._query(
-            BY_TARGET_INDEX,
-            "#key = :key AND recorded_at >= :since",
-            {"#key": "target"},
-            {":key": {"S": target}, ":since": {"S": _iso(since)}},
-        )
-        return [record for record in records if record.outcome is Outcome.PENDING]
 
     def last_applied_for_alarm(self, alarm: str, since: datetime) -> AuditRecord | None:
         """The latest change a policy applied because of `alarm`, at or after `since`."""
@@ -143,7 +142,7 @@ class AuditStore:
             BY_ALARM_INDEX,
             "#key = :key AND recorded_at >= :since",
             {"#key": "alarm"},
-            {":key": {"S": alarm}, ":since": {"S": _iso(since)}},
+            {":key": {"S": alarm}, ":since": {"S": iso_time(since)}},
             applied_only=True,
         )
         return records[0] if records else None
@@ -158,7 +157,7 @@ class AuditStore:
                 ConditionExpression="attribute_exists(event_id) AND "
                 "attribute_not_exists(recovered_at)",
                 ExpressionAttributeValues={
-                    ":at": {"S": _iso(at)},
+                    ":at": {"S": iso_time(at)},
                     ":seconds": {"S": str(seconds)},
                 },
             )
@@ -190,14 +189,14 @@ class AuditStore:
                 BY_TARGET_INDEX,
                 "#key = :key AND recorded_at >= :since",
                 {"#key": "target"},
-                {":key": {"S": target}, ":since": {"S": _iso(since)}},
+                {":key": {"S": target}, ":since": {"S": iso_time(since)}},
             )
         records: list[AuditRecord] = []
         paginator = client("dynamodb").get_paginator("scan")
         for page in paginator.paginate(
             TableName=self.table_name,
             FilterExpression="recorded_at >= :since",
-            ExpressionAttributeValues={":since": {"S": _iso(since)}},
+            ExpressionAttributeValues={":since": {"S": iso_time(since)}},
         ):
             records += [self._from_item(item) for item in page.get("Items", [])]
         return sorted(records, key=lambda record: record.recorded_at, reverse=True)
@@ -208,9 +207,13 @@ class AuditStore:
         condition: str,
         names: dict[str, str],
         values: dict[str, Any],
+        *,
         applied_only: bool = False,
+        filter_expression: str | None = None,
     ) -> list[AuditRecord]:
         options: dict[str, Any] = {}
+        if filter_expression:
+            options["FilterExpression"] = filter_expression
         if applied_only:  # changes made by a policy: reverts and lapsed blocks are not
             options["FilterExpression"] = (
                 "outcome = :applied AND attribute_not_exists(reverts) AND "
@@ -235,7 +238,7 @@ class AuditStore:
             records += [self._from_item(item) for item in page.get("Items", [])]
         return records
 
-    def _to_item(self, record: AuditRecord) -> dict[str, Any]:
+    def to_item(self, record: AuditRecord) -> dict[str, Any]:
         data = record.model_dump(mode="json", exclude_none=True)
         item: dict[str, Any] = {}
         for key, value in data.items():

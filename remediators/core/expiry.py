@@ -7,7 +7,7 @@ from typing import Any
 
 from remediators.core import clock
 from remediators.core.audit import EXPIRED_REASON, AuditRecord, Outcome
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import GuardrailState
 from remediators.core.outcomes import Recorder
 
 __all__ = ["SWEEP_DETAIL_TYPE", "expire_due"]
@@ -16,7 +16,7 @@ __all__ = ["SWEEP_DETAIL_TYPE", "expire_due"]
 SWEEP_DETAIL_TYPE = "Scheduled Event"
 
 
-def expire_due(recorder: Recorder, locks: ResourceLocks, run_id: str) -> list[AuditRecord]:
+def expire_due(recorder: Recorder, guardrails: GuardrailState, run_id: str) -> list[AuditRecord]:
     """Undo the lapsed changes of every policy whose action's changes expire, each under its
     resource's lock (a locked resource waits for the next run); one record per undoing."""
     records = []
@@ -34,7 +34,7 @@ def expire_due(recorder: Recorder, locks: ResourceLocks, run_id: str) -> list[Au
             "started_at": now,
         }
         try:
-            with locks.hold(base["target"], owner=base["event_id"]) as held:
+            with guardrails.hold(base["target"], owner=base["event_id"]) as held:
                 undone = action.expire(now) if held else []  # locked: the next run
         except Exception as error:
             records.append(recorder.failed(base, policy, error, notify=True, reason=EXPIRED_REASON))

@@ -11,10 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 from remediators.core import clock
-from remediators.core.audit import AuditRecord, AuditStore, Outcome
+from remediators.core.audit import AuditRecord, Outcome, iso_time
+from remediators.core.guardrails import Claim
 from remediators.core.outcomes import Recorder
 from remediators.core.policy import Policy
-from remediators.core.registry import Action, Plan
+from remediators.core.registry import Action
 
 __all__ = [
     "FLOW_ENDED_DETAIL_TYPE",
@@ -35,31 +36,27 @@ FLOW_ENDINGS = ("FAILED", "TIMED_OUT", "ABORTED")
 class Flows:
     """Starts the deployed flows (`state_machines`: ARN by flow name)."""
 
-    def __init__(
-        self, state_machines: dict[str, str], audit: AuditStore, recorder: Recorder
-    ) -> None:
+    def __init__(self, state_machines: dict[str, str], recorder: Recorder) -> None:
         self.state_machines = state_machines
-        self.audit = audit
         self.recorder = recorder
 
     def start(
-        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], plan: Plan
+        self, base: dict[str, Any], policy: Policy, action: Action[Any, Any], claim: Claim
     ) -> AuditRecord:
-        """A change of many steps (a restore): start its state machine with the plan. The flow
-        asks for approval itself and records the outcome under this event id; until then the
-        event is `pending` (a redelivery finds it started). One flow per resource at a time:
-        a re-fire while one runs is skipped."""
-        running = [
-            record
-            for record in self.audit.pending_since(
-                base["target"], base["started_at"] - FLOW_LOOKBACK
-            )
-            if record.action == action.name
-        ]
-        if running:
-            note = f"the {action.flow} of event {running[0].event_id} is still in progress"
+        """A change of many steps (a restore): start its state machine with the plan (in
+        `base`). The flow asks for approval itself and records the outcome under this event
+        id; until then the event is `pending` (a redelivery finds it started). One flow per
+        resource at a time: a re-fire while one runs is skipped. `claim`: the resource's lock,
+        released with the record."""
+        running = claim.running_flow
+        if (
+            running is not None
+            and running["action"] == action.name
+            and running["at"] >= iso_time(base["started_at"] - FLOW_LOOKBACK)
+        ):
+            note = f"the {action.flow} of event {running['event']} is still in progress"
             return self.recorder.finish(
-                base | {"error": note}, Outcome.SKIPPED, "flow_in_progress", policy
+                base | {"error": note}, Outcome.SKIPPED, "flow_in_progress", policy, claim=claim
             )
         state_machine = self.state_machines.get(str(action.flow))
         if state_machine is None:
@@ -68,7 +65,8 @@ class Flows:
         execution = state_machine.replace(":stateMachine:", ":execution:") + ":" + name
         fields = base | {"approval": {"flow": action.flow, "execution": execution}}
         # Recorded first: the flow's own records of this event come after it, never before.
-        record = self.recorder.finish(fields, Outcome.PENDING, FLOW_STARTED)
+        claim.record_flow(action.name)
+        record = self.recorder.finish(fields, Outcome.PENDING, FLOW_STARTED, claim=claim)
         self.run(record, action.alarm.state.reason if action.alarm else "")
         return record
 

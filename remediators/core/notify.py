@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
@@ -87,11 +88,16 @@ class Notifier:
 
 
 def publish(
-    record: AuditRecord, audit: AuditStore, notifier: Notifier, channel: str | None
+    record: AuditRecord,
+    audit: AuditStore,
+    notifier: Notifier,
+    channel: str | None,
+    write: Callable[[AuditRecord], None] | None = None,
 ) -> None:
-    """Write `record` (the source of truth), then tell `channel` about it (None: nobody). A
-    message that cannot be sent is logged, never raised: the record stands."""
-    audit.put(record)
+    """Write `record` (the source of truth; with `write` instead of a plain put), then tell
+    `channel` about it (None: nobody). A message that cannot be sent is logged, never raised:
+    the record stands."""
+    (write or audit.put)(record)
     if channel is None:
         return
     try:

@@ -19,7 +19,7 @@ from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.errors import AutoremediateError
 from remediators.core.expiry import SWEEP_DETAIL_TYPE
 from remediators.core.flows import FLOW_ENDED_DETAIL_TYPE
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import GuardrailState
 from remediators.core.notify import Notifier
 from remediators.core.revert import revert
 from remediators.core.settings import Settings
@@ -194,10 +194,11 @@ def format_history(records: list[AuditRecord], as_json: bool = False) -> str:
 
 def revert_action(settings: Settings, event_id: str, force: bool = False) -> AuditRecord:
     """Revert applied action `event_id` (see remediators.core.revert)."""
+    audit = AuditStore(settings.audit_table)
     return revert(
         event_id,
-        audit=AuditStore(settings.audit_table),
-        locks=ResourceLocks(settings.locks_table),
+        audit=audit,
+        guardrails=GuardrailState(settings.locks_table, audit),
         notifier=Notifier(settings.notification_topics),
         force=force,
     )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.notify import Notifier, publish
 from remediators.core.policy import Policy, PolicyFile
+
+if TYPE_CHECKING:
+    from remediators.core.guardrails import Claim
 
 __all__ = ["ESCALATE", "Recorder", "as_duplicate", "build_record"]
 
@@ -64,11 +67,14 @@ class Recorder:
         *,
         notify: bool = False,
         escalated: bool = False,
+        claim: Claim | None = None,
     ) -> AuditRecord:
-        """Record the ending; tell the policy's channel when `notify` (and there is a policy)."""
+        """Record the ending; tell the policy's channel when `notify` (and there is a policy).
+        With `claim`, the record is written with the guardrail state it leaves, releasing the
+        resource's lock."""
         record = build_record(fields | {"escalated": escalated}, outcome, reason)
         channel = self.policies.channel(policy) if notify and policy is not None else None
-        publish(record, self.audit, self.notifier, channel)
+        publish(record, self.audit, self.notifier, channel, claim.finish if claim else None)
         return record
 
     def failed(
@@ -79,10 +85,13 @@ class Recorder:
         *,
         notify: bool,
         reason: str | None = None,
+        claim: Claim | None = None,
     ) -> AuditRecord:
         """Record (and escalate) a failure; the caller re-raises it for a retry, or moves on."""
         fields = fields | {"error": f"{type(error).__name__}: {error}"}
-        return self.finish(fields, Outcome.FAILED, reason, policy, notify=notify, escalated=True)
+        return self.finish(
+            fields, Outcome.FAILED, reason, policy, notify=notify, escalated=True, claim=claim
+        )
 
     def invalid(self, raw_event: Any, error: str) -> AuditRecord:
         """Record an event that does not parse as what its handler takes; nothing acts. An

@@ -14,7 +14,7 @@ from typing import Any
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.errors import AutoremediateError
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import GuardrailState
 from remediators.core.notify import Notifier
 from remediators.core.registry import get_action
 
@@ -29,7 +29,7 @@ def revert(
     event_id: str,
     *,
     audit: AuditStore,
-    locks: ResourceLocks,
+    guardrails: GuardrailState,
     notifier: Notifier,
     force: bool = False,
     actor: str = "operator",
@@ -58,7 +58,7 @@ def revert(
         "reverts": event_id,
         "started_at": clock.now(),
     }
-    with locks.hold(str(original.target), owner=revert_id) as held:
+    with guardrails.hold(str(original.target), owner=revert_id) as held:
         if not held:
             raise RevertRefused(f"{original.target} is locked by a running action; retry")
         current = action.read()

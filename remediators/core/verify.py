@@ -123,7 +123,9 @@ def credit_recovery(recorder: Recorder, base: dict[str, Any], alarm: AlarmDetail
     if action is None or action.recovered_at is not None:
         return recorder.finish(base, Outcome.SKIPPED, "ok_without_action", policy)
     seconds = max(0, int((now - action.recorded_at).total_seconds()))
-    audit.mark_recovered(action.event_id, now, seconds)
+    # The index may not show yet that another OK event credited it: the table decides.
+    if not audit.mark_recovered(action.event_id, now, seconds):
+        return recorder.finish(base, Outcome.SKIPPED, "ok_without_action", policy)
     base |= {
         "target": action.target,
         "recovery_seconds": seconds,

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 import remediators.actions  # noqa: F401  (registers the actions the policy file names)
 from remediators.core.expiry import expire_due
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import GuardrailState
 from remediators.core.settings import Settings
 from remediators.handlers.common import (
     count,
@@ -30,7 +30,9 @@ persistence_store = persistence()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Undo what is due; one record per policy whose changes were undone (or failed)."""
     settings = Settings.from_env()
-    records = expire_due(recorder(settings), ResourceLocks(settings.locks_table), str(event["id"]))
+    events = recorder(settings)
+    guardrails = GuardrailState(settings.locks_table, events.audit)
+    records = expire_due(events, guardrails, str(event["id"]))
     for record in records:
         count(record)
     return {"expired": [record.model_dump(mode="json") for record in records]}

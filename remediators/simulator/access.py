@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-__all__ = ["AccessChecker", "Call", "Grant", "call_of"]
+__all__ = ["AccessChecker", "Call", "Grant", "call_of", "calls_of"]
 
 # IAM prefixes that differ from the API's signing name.
 _IAM_PREFIX = {"monitoring": "cloudwatch"}
@@ -43,6 +43,33 @@ class Grant:
 
     def __str__(self) -> str:
         return f"{self.action} on {self.resource}"
+
+
+# A transaction's parts and the IAM actions that govern them: "Permissions for Put, Update,
+# Delete, and Get actions are governed by the permissions used for the underlying PutItem,
+# UpdateItem, DeleteItem, and GetItem operations. For the ConditionCheck action, you can use
+# the dynamodb:ConditionCheckItem permission"
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
+_TRANSACTION_PARTS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def calls_of(
+    signing_name: str, operation: str, params: dict[str, Any], account: str, region: str
+) -> list[Call]:
+    """The IAM checks of an API call: one, or one per part of a DynamoDB transaction."""
+    if signing_name == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
+        return [
+            call_of("dynamodb", _TRANSACTION_PARTS[part], request, account, region)
+            for item in params.get("TransactItems", [])
+            for part, request in item.items()
+        ]
+    return [call_of(signing_name, operation, params, account, region)]
 
 
 def call_of(  # noqa: PLR0911, PLR0912 (one branch and return per service)

@@ -39,7 +39,7 @@ import remediators
 from remediators.core.approval import signing_key
 from remediators.core.aws import reset_clients
 from remediators.simulator import fidelity
-from remediators.simulator.access import AccessChecker, call_of
+from remediators.simulator.access import AccessChecker, calls_of
 from remediators.simulator.deploy import AsyncInvokeSettings
 
 __all__ = ["HttpResponse", "Invocation", "LambdaContext", "LambdaRuntime", "function_url_event"]
@@ -198,13 +198,12 @@ class LambdaRuntime:
         function, invocation = current
         region, account = function.arn.split(":")[3:5]
         try:
-            call = call_of(model.service_model.signing_name, model.name, params, account, region)
-            allowed = function.access.allowed(call)
+            calls = calls_of(model.service_model.signing_name, model.name, params, account, region)
+            refused = [call for call in calls if not function.access.allowed(call)]
         except Exception as error:  # report, do not interfere
             invocation.denied.append(f"{model.name}: could not check ({error!r})")
             return
-        if not allowed:
-            invocation.denied.append(str(call))
+        invocation.denied += [str(call) for call in refused]
 
     def _caller(self) -> AccessChecker | None:
         """The deployed role of the function whose handler runs in this thread, if any."""

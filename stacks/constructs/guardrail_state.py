@@ -1,4 +1,5 @@
-"""State the guardrails keep outside the audit trail: kill switch, locks, idempotency keys."""
+"""State the guardrails keep outside the audit trail: kill switch, per-resource guardrail state
+(lock, cooldown, circuit breaker), idempotency keys."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from remediators.core.guardrails import ENABLED_VALUE, LOCK_TTL_ATTRIBUTE
+from remediators.core.guardrails import ENABLED_VALUE, STATE_KEY, STATE_TTL_ATTRIBUTE
 from stacks.constructs.tables import state_table
 
 # Powertools idempotency's default attribute names.
@@ -15,7 +16,7 @@ IDEMPOTENCY_KEY, IDEMPOTENCY_TTL = "id", "expiration"
 
 
 class GuardrailState(Construct):
-    """The kill-switch parameter, the resource-locks table and the idempotency table."""
+    """The kill-switch parameter, the guardrail table and the idempotency table."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -27,9 +28,11 @@ class GuardrailState(Construct):
             description=f"'{ENABLED_VALUE}' lets autoremediate act; any other value (e.g. "
             "'disabled') stops every action, and events are recorded as skipped 'disabled'",
         )
-        # Short-lived keys only: nothing to keep when the stack goes.
+        # One item per resource (remediators.core.guardrails), kept while it matters (its time
+        # to live), nothing when the stack goes. "Locks": what it first held; renaming the
+        # construct would replace the table and forget every cooldown.
         self.locks = state_table(
-            self, "Locks", key="lock_key", ttl=LOCK_TTL_ATTRIBUTE, removal=RemovalPolicy.DESTROY
+            self, "Locks", key=STATE_KEY, ttl=STATE_TTL_ATTRIBUTE, removal=RemovalPolicy.DESTROY
         )
         self.idempotency = state_table(
             self,
@@ -40,16 +43,18 @@ class GuardrailState(Construct):
         )
 
     def grant_to(self, grantee: iam.IGrantable) -> None:
-        """Read the kill switch, take and release locks, keep idempotency records."""
+        """Read the kill switch, keep the guardrail state, keep idempotency records."""
         self.grant_kill_switch_read(grantee)
         self.grant_locks(grantee)
         self.grant_idempotency(grantee)
 
     def grant_locks(self, grantee: iam.IGrantable) -> None:
-        """Take and release locks."""
+        """Take and release locks, and with them keep the guardrail state: every read of it is
+        a conditional UpdateItem's old item, every write an UpdateItem (alone, or as part of a
+        TransactWriteItems with the audit record, which IAM checks as its parts)."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                actions=["dynamodb:UpdateItem"],
                 resources=[self.locks.table_arn],
             )
         )

@@ -22,7 +22,7 @@ from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
 from remediators.core.errors import ActionError, PolicyFileError, TargetNotFound
 from remediators.core.events import AlarmDetail
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import GuardrailState
 from remediators.core.policy import parse_policy_data
 from remediators.core.registry import get_action
 from remediators.simulator.resources import wait_for_update
@@ -276,7 +276,9 @@ def test_the_function_the_diagnosis_chose_is_what_the_lock_guards(
     handler: Handler, function_env: dict[str, str]
 ) -> None:
     _slow_api_handler()
-    locks = ResourceLocks(function_env["LOCKS_TABLE_NAME"])
+    locks = GuardrailState(
+        function_env["LOCKS_TABLE_NAME"], AuditStore(function_env["AUDIT_TABLE_NAME"])
+    )
 
     with locks.hold("lambda:function/api-handler", owner="another-alarm") as held:
         blocked = handler(_event(), LambdaContext())

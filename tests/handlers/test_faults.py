@@ -51,6 +51,7 @@ from remediators.core.operations import dead_letters, handler_functions, replay
 from remediators.core.policy import load_policy_file
 from remediators.core.registry import registered_actions
 from remediators.simulator.deploy import DeployedStack, assets_bucket, async_invoke_settings, deploy
+from remediators.simulator.fidelity.dynamodb_gsi_eventually_consistent import PROPAGATION
 from remediators.simulator.fidelity.dynamodb_table_updating import UPDATING_FOR
 from remediators.simulator.fidelity.lambda_update_in_progress import IN_PROGRESS_FOR
 from remediators.simulator.lambda_runtime import Invocation, LambdaRuntime
@@ -607,6 +608,9 @@ class Stack:
         return subjects
 
     def records(self, target: str) -> list[AuditRecord]:
+        """The target's records, once the audit index has caught up with the writes (the
+        GSI fidelity rule holds a write back for PROPAGATION of the clock)."""
+        clock.advance(PROPAGATION)
         return self.audit.history(clock.now() - timedelta(days=1), target=target)
 
 

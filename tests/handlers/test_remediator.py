@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
-from remediators.core.guardrails import ResourceLocks
+from remediators.core.guardrails import LOCK_TTL, GuardrailState
+from remediators.simulator.fidelity.dynamodb_gsi_eventually_consistent import PROPAGATION
 from tests.conftest import LambdaContext, create_function, load_event
 
 Handler = Any
@@ -291,7 +292,9 @@ def test_an_event_for_a_locked_resource_is_skipped_as_locked(
     handler: Handler, function_env: dict[str, str]
 ) -> None:
     _table()
-    locks = ResourceLocks(function_env["LOCKS_TABLE_NAME"])
+    locks = GuardrailState(
+        function_env["LOCKS_TABLE_NAME"], AuditStore(function_env["AUDIT_TABLE_NAME"])
+    )
 
     with locks.hold("dynamodb:table/orders", owner="another-alarm") as held:
         blocked = handler(_event(), LambdaContext())
@@ -318,6 +321,52 @@ def test_twenty_threads_with_different_alarms_on_one_table_apply_once(handler: H
 
 
 # --- guardrail 5: cooldown ------------------------------------------------------------------
+
+
+def test_an_alarm_right_after_a_change_is_in_cooldown_while_the_audit_index_lags(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    # The race of issue 15: the first event changes the table and releases the lock; the
+    # second takes the lock within the second the audit table's index takes to show the first
+    # record (the GSI fidelity rule). A guardrail that read that index would scale again.
+    _table()
+    clock.use_simulated_time(frozen=True)
+
+    first = handler(_event(), LambdaContext())
+    second = handler(_event(), LambdaContext())
+    index_then = AuditStore(function_env["AUDIT_TABLE_NAME"]).history(
+        clock.now() - timedelta(hours=1), target="dynamodb:table/orders"
+    )
+
+    assert first["outcome"] == "applied"
+    assert (second["outcome"], second["reason"]) == ("skipped", "cooldown")
+    assert index_then == []  # the index had not caught up: the state item decided
+    assert _capacity() == (10, 10)
+
+
+def test_a_holder_that_died_frees_the_table_at_the_lock_expiry_and_its_state_is_kept(
+    handler: Handler, function_env: dict[str, str]
+) -> None:
+    _table()
+    clock.use_simulated_time(frozen=True)
+    first = handler(_event(), LambdaContext())
+    state = GuardrailState(
+        function_env["LOCKS_TABLE_NAME"], AuditStore(function_env["AUDIT_TABLE_NAME"])
+    )
+    died = state.claim("dynamodb:table/orders", "a-lambda-that-died")  # and never releases
+
+    while_held = handler(_event(), LambdaContext())
+    clock.advance(LOCK_TTL + timedelta(seconds=1))
+    after_expiry = handler(_event(), LambdaContext())  # 5 min on: still in the 15m cooldown
+    clock.advance(timedelta(minutes=10))
+    after_cooldown = handler(_event(), LambdaContext())
+
+    assert died.held
+    assert first["outcome"] == "applied"
+    assert (while_held["outcome"], while_held["reason"]) == ("skipped", "locked")
+    assert (after_expiry["outcome"], after_expiry["reason"]) == ("skipped", "cooldown")
+    assert after_cooldown["outcome"] == "applied"
+    assert _capacity() == (20, 20)
 
 
 def test_a_refire_inside_the_cooldown_is_skipped_and_acts_again_after_it(
@@ -680,44 +729,56 @@ def test_a_timed_out_approval_applies_nothing_and_escalates(
     assert any("ESCALATION: approval_timeout" in m["Subject"] for m in inbox())
 
 
-def test_lifted_blocks_count_neither_for_cooldown_nor_for_the_circuit_breaker(
+def test_lifted_blocks_and_reverts_carried_over_from_the_audit_trail_count_for_nothing(
     function_env: dict[str, str],
 ) -> None:
     store = AuditStore(function_env["AUDIT_TABLE_NAME"])
     now = clock.now()
     target = "wafv2:ipset/REGIONAL/blocked-ips"
-    for event_id, reason in (("block", None), ("lifted", "expired")):
+    for event_id, reason, reverts in (
+        ("block", None, None),
+        ("lifted", "expired", None),
+        ("undone", "revert", "block"),
+    ):
         store.put(
             AuditRecord(
                 event_id=event_id,
                 outcome=Outcome.APPLIED,
                 reason=reason,
+                reverts=reverts,
+                policy="block-attackers",
                 target=target,
                 started_at=now,
                 recorded_at=now,
             )
         )
 
-    changes = store.applied_since(target, now - timedelta(hours=1))
+    clock.advance(PROPAGATION)  # the trail's index shows them a second later
+    state = GuardrailState(function_env["LOCKS_TABLE_NAME"], store).carried_over(target, now)
 
-    assert [record.event_id for record in changes] == ["block"]
+    assert [change.event for change in state.changes] == ["block"]
+    assert set(state.last_applied) == {"block-attackers"}
 
 
 # --- after the change is made, nothing may make the event act again -------------------------
 
 
-def test_a_failed_lock_release_after_the_change_keeps_the_applied_record(
+def test_a_failed_record_transaction_after_the_change_keeps_the_record_and_the_cooldown(
     handler: Handler, function_env: dict[str, str]
 ) -> None:
     _table()
+    clock.use_simulated_time()
     event = _event()
-
-    _fail("dynamodb", "DeleteItem", "ThrottlingException", function_env["LOCKS_TABLE_NAME"])
+    hook = _fail("dynamodb", "TransactWriteItems", "ThrottlingException")
 
     result = handler(event, LambdaContext())
+    client("dynamodb").meta.events.unregister("before-call.dynamodb.TransactWriteItems", hook)
+    clock.advance(timedelta(minutes=1))
+    again = handler(_event(), LambdaContext())
 
     assert result["outcome"] == "applied"
     assert _audit(function_env, event["id"]).outcome is Outcome.APPLIED
+    assert (again["outcome"], again["reason"]) == ("skipped", "cooldown")
     assert _capacity() == (10, 10)
 
 

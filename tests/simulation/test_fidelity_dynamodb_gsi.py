@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("aws")
 def _session(strict: bool) -> boto3.Session:
     session = boto3.Session(region_name="us-east-1")
     if strict:
-        fidelity.install(session, also=(RULE.name,))
+        fidelity.install(session)
     return session
 
 
@@ -108,8 +108,25 @@ def test_an_updated_item_is_shown_as_it_was_until_the_update_propagates() -> Non
     assert _by_target(session) == ["e1:applied"]
 
 
-def test_the_rule_is_installed_only_when_asked_for_until_issue_15() -> None:
-    session = boto3.Session(region_name="us-east-1")
+def test_a_transaction_s_put_reaches_the_index_after_the_delay_too() -> None:
+    session = _session(strict=True)
+    _audit(session)
+    item = {
+        "id": {"S": "e1"},
+        "target": {"S": "dynamodb:table/orders"},
+        "at": {"S": "2026-12-02T07:00:00Z"},
+        "outcome": {"S": "applied"},
+    }
 
-    assert RULE not in fidelity.install(session)
-    assert RULE in fidelity.install(session, also=(RULE.name,))
+    session.client("dynamodb").transact_write_items(
+        TransactItems=[{"Put": {"TableName": "audit", "Item": item}}]
+    )
+    during = _by_target(session)
+    clock.advance(PROPAGATION)
+
+    assert during == []
+    assert _by_target(session) == ["e1:applied"]
+
+
+def test_the_rule_is_on_by_default() -> None:
+    assert RULE in fidelity.install(boto3.Session(region_name="us-east-1"))

@@ -8,7 +8,9 @@ import boto3
 import pytest
 
 from remediators.cli.main import main
+from remediators.core import clock
 from remediators.core.audit import AuditStore, Outcome
+from remediators.simulator.fidelity.dynamodb_gsi_eventually_consistent import PROPAGATION
 from tests.conftest import ROOT, LambdaContext, load_event
 
 
@@ -100,6 +102,7 @@ def test_history_lists_the_records_newest_first(
     later = load_event("single_metric")
     later["id"] = "later-event"
     handler(later, LambdaContext())  # inside the cooldown: skipped
+    clock.advance(PROPAGATION)  # `--resource` reads an index, which lags its writes
 
     assert main(["history", "--since", "1h"]) == 0
     out = capsys.readouterr().out

@@ -11,11 +11,11 @@ Knowledge Center, https://repost.aws/knowledge-center/dynamodb-missing-table-ite
 
 moto answers an index from the table itself, at once. The rule keeps each PutItem's and
 UpdateItem's write out of the table's global secondary indexes for PROPAGATION of the
-project's clock: an item written within it is left out of an index's answer if it is new, or
-answered as it was before the write if the index held it then under the same index key (else
-left out). Deletes are not modelled (a deleted item does not linger in the index). The item
-before the write is read through a session of the rule's own. Installed only when asked for
-(`fidelity.install(session, also=(RULE.name,))`), until issue 15 lands.
+project's clock (TransactWriteItems' Puts and Updates alike): an item written within it is
+left out of an index's answer if it is new, or answered as it was before the write if the index
+held it then under the same index key (else left out). Deletes are not modelled (a deleted item
+does not linger in the index). The item before the write is read through a session of the
+rule's own.
 """
 
 from __future__ import annotations
@@ -38,14 +38,11 @@ _PRUNE_AT = 1_000
 class GsiEventuallyConsistent:
     name = "dynamodb-global-secondary-indexes-are-eventually-consistent"
     doc = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html"
-    # Off until the guardrails no longer read the audit table's index (issue 15): with it on,
-    # the 32 built-in scenarios pass, but 235 tests fail, each reading the index right after a
-    # write (the test harness's reads of the records, and the cooldown race of issue 15).
-    on_by_default = False
+    on_by_default = True
 
     def register(self, events: Any, caller: Caller) -> None:
         index = _Index()
-        for operation in ("PutItem", "UpdateItem"):
+        for operation in ("PutItem", "UpdateItem", "TransactWriteItems"):
             events.register(f"before-call.dynamodb.{operation}", index.before_write)
             events.register(f"after-call.dynamodb.{operation}", index.after_write)
         for operation in ("Query", "Scan"):
@@ -64,34 +61,50 @@ class _Index:
         self._lock = threading.Lock()
 
     def before_write(self, context: dict[str, Any], **_: Any) -> None:
+        request = api_params(context)
+        region = str(context.get("client_region"))
+        writes = [
+            item[part]
+            for item in request.get("TransactItems", [])
+            for part in ("Put", "Update")
+            if part in item
+        ] or [request]
+        context[_BEFORE] = [
+            written for write in writes if (written := self._item_before(region, write))
+        ]
+
+    def _item_before(
+        self, region: str, write: dict[str, Any]
+    ) -> tuple[str, str, str, dict[str, Any] | None] | None:
+        """(region, table, key, the item as it is before `write`), or None if the write is
+        malformed (the write itself will say what is wrong)."""
         from botocore.exceptions import ClientError
 
-        request = api_params(context)
-        region, table = str(context.get("client_region")), str(request.get("TableName"))
+        table = str(write.get("TableName"))
         try:
             keys = self._schema(region, table)["key"]
-            key = request.get("Key") or {k: request["Item"][k] for k in keys}
+            key = write.get("Key") or {k: write["Item"][k] for k in keys}
             old = self._readers("dynamodb", region).get_item(
                 TableName=table, Key=key, ConsistentRead=True
             )
         except (ClientError, KeyError):
-            return  # the write itself will say what is wrong
-        context[_BEFORE] = (region, table, _as_key(key), old.get("Item"))
+            return None
+        return region, table, _as_key(key), old.get("Item")
 
     def after_write(self, http_response: Any, context: dict[str, Any], **_: Any) -> None:
-        written = context.get(_BEFORE)
-        if written is None or http_response.status_code >= 300:
+        if http_response.status_code >= 300:
             return
-        region, table, key, old = written
-        with self._lock:
-            previous = self._recent.get((region, table, key))
-            # Within the window the index still shows what it showed before the first write.
-            if previous is not None and clock.now() - previous[0] < PROPAGATION:
-                old = previous[1]
-            self._recent[region, table, key] = (clock.now(), old)
-            if len(self._recent) > _PRUNE_AT:  # what has propagated is the table's own
-                settled = clock.now() - PROPAGATION
-                self._recent = {k: v for k, v in self._recent.items() if v[0] > settled}
+        for region, table, key, before in context.get(_BEFORE, []):
+            with self._lock:
+                old = before
+                previous = self._recent.get((region, table, key))
+                # Within the window the index still shows what it showed before the first write.
+                if previous is not None and clock.now() - previous[0] < PROPAGATION:
+                    old = previous[1]
+                self._recent[region, table, key] = (clock.now(), old)
+                if len(self._recent) > _PRUNE_AT:  # what has propagated is the table's own
+                    settled = clock.now() - PROPAGATION
+                    self._recent = {k: v for k, v in self._recent.items() if v[0] > settled}
 
     def after_read(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         request = api_params(context)
