@@ -7,7 +7,7 @@ from pathlib import Path
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.core.policy import PolicyFile, load_policy_file
 from stacks import names
 from stacks.remediation_stack import RemediationStack

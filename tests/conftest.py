@@ -174,21 +174,10 @@ def create_blocks_table(name: str) -> None:
 
 
 @pytest.fixture
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's conditional writes are: moto checks a
-    condition and writes without a lock, so concurrent tests would race inside moto itself."""
-    import functools
-    import threading
+def atomic_dynamodb() -> Iterator[None]:
+    """moto's DynamoDB writes atomic, as DynamoDB's conditional writes are (see
+    `atomic_dynamodb_writes`): concurrent tests would otherwise race inside moto itself."""
+    from remediators.simulator.local_aws import atomic_dynamodb_writes
 
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        @functools.wraps(original)
-        def atomic(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, atomic)
+    with atomic_dynamodb_writes():
+        yield

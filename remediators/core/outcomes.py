@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from remediators.core import clock
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.notify import Notifier, publish
-from remediators.core.policy import Policy, PolicyFile
+from remediators.core.policy import Policies, Policy
 
 if TYPE_CHECKING:
     from remediators.core.guardrails import Claim
@@ -53,7 +53,7 @@ def as_duplicate(previous: AuditRecord) -> AuditRecord:
 class Recorder:
     """Writes the audit record of an ending and notifies the policy's channel."""
 
-    def __init__(self, policies: PolicyFile, audit: AuditStore, notifier: Notifier) -> None:
+    def __init__(self, policies: Policies, audit: AuditStore, notifier: Notifier) -> None:
         self.policies = policies
         self.audit = audit
         self.notifier = notifier

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -37,10 +38,13 @@ __all__ = [
     "AlarmSelector",
     "Defaults",
     "NotificationChannel",
+    "Policies",
     "Policy",
     "PolicyFile",
+    "ShippedPolicyFile",
     "format_duration",
     "load_policy_file",
+    "load_shipped_policy_file",
     "parse_policy_data",
 ]
 
@@ -308,8 +312,62 @@ def _action_of(info: ValidationInfo) -> type[Action[Any, Any]] | None:
     return get_action(name) if name else None
 
 
-class PolicyFile(_Model):
-    """The whole `remediation.yaml`."""
+class Policies:
+    """What the policies of a file come to: each setting of a policy, or the file's default;
+    the policy answering an alarm, or of a name. The validated file (`PolicyFile`) and the
+    code asset's (`ShippedPolicyFile`) share it."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def defaults(self) -> Defaults: ...
+
+        @property
+        def policies(self) -> Sequence[Policy]: ...
+
+    def policy_for_alarm(self, alarm_name: str) -> Policy | None:
+        """The policy that answers `alarm_name` (selectors are disjoint, so at most one)."""
+        return next((p for p in self.policies if p.alarm.matches(alarm_name)), None)
+
+    def policy_named(self, name: str) -> Policy | None:
+        """The policy called `name`, if the file still has it."""
+        return next((p for p in self.policies if p.name == name), None)
+
+    def policies_running(self, action: str) -> list[Policy]:
+        """The policies whose action is `action`."""
+        return [p for p in self.policies if p.action == action]
+
+    def dry_run(self, policy: Policy) -> bool:
+        """The policy's dry-run setting, or the default."""
+        return self.defaults.dry_run if policy.dry_run is None else policy.dry_run
+
+    def cooldown(self, policy: Policy) -> timedelta:
+        """The policy's cooldown, or the default."""
+        return self.defaults.cooldown if policy.cooldown is None else policy.cooldown
+
+    def max_actions_per_day(self, policy: Policy) -> int:
+        """The circuit breaker's limit for the policy's resource, or the default."""
+        if policy.max_actions_per_day is None:
+            return self.defaults.max_actions_per_day
+        return policy.max_actions_per_day
+
+    def verify_within(self, policy: Policy) -> timedelta:
+        """How long after an action its alarm must have left ALARM (0: not checked)."""
+        return self.defaults.verify_within if policy.verify_within is None else policy.verify_within
+
+    def approval_timeout(self, policy: Policy) -> timedelta:
+        """How long a change of this policy waits for an operator's decision."""
+        if policy.approval_timeout is None:
+            return self.defaults.approval_timeout
+        return policy.approval_timeout
+
+    def channel(self, policy: Policy) -> str | None:
+        """The notification channel of a policy, or the default one."""
+        return policy.notify or self.defaults.notify
+
+
+class PolicyFile(_Model, Policies):
+    """The whole `remediation.yaml`, validated in full (at synth, and by the CLI)."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     notifications: dict[str, NotificationChannel] = Field(default_factory=dict)
@@ -345,41 +403,55 @@ class PolicyFile(_Model):
                 )
         return self
 
+
+class ShippedPolicyFile(Policies):
+    """The policy file as a function's code asset carries it (JSON written at synth from a
+    `PolicyFile`, so validated in full then: every policy's target and params by its action's
+    models, the file's consistency). The function trusts its own asset: it validates a policy,
+    and so imports that policy's action module, only when it first looks the policy up (one
+    event needs one policy: a cold start loads one action, not all). The file level (defaults,
+    notifications, each policy's name, action and alarm selector) is validated on load."""
+
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.source = source
+        self._defaults = Defaults.model_validate(data.get("defaults", {}))
+        self.notifications = {
+            name: NotificationChannel.model_validate(channel)
+            for name, channel in data.get("notifications", {}).items()
+        }
+        self._data: list[dict[str, Any]] = data["policies"]
+        self._selectors = [AlarmSelector.model_validate(p["alarm"]) for p in self._data]
+        self._validated: dict[int, Policy] = {}
+
+    @property
+    def defaults(self) -> Defaults:
+        return self._defaults
+
+    @property
+    def policies(self) -> list[Policy]:
+        """Every policy, validated (each validated once)."""
+        return [self._policy(index) for index in range(len(self._data))]
+
     def policy_for_alarm(self, alarm_name: str) -> Policy | None:
-        """The policy that answers `alarm_name` (selectors are disjoint, so at most one)."""
-        return next((p for p in self.policies if p.alarm.matches(alarm_name)), None)
-
-    def dry_run(self, policy: Policy) -> bool:
-        """The policy's dry-run setting, or the default."""
-        return self.defaults.dry_run if policy.dry_run is None else policy.dry_run
-
-    def cooldown(self, policy: Policy) -> timedelta:
-        """The policy's cooldown, or the default."""
-        return self.defaults.cooldown if policy.cooldown is None else policy.cooldown
-
-    def max_actions_per_day(self, policy: Policy) -> int:
-        """The circuit breaker's limit for the policy's resource, or the default."""
-        if policy.max_actions_per_day is None:
-            return self.defaults.max_actions_per_day
-        return policy.max_actions_per_day
-
-    def verify_within(self, policy: Policy) -> timedelta:
-        """How long after an action its alarm must have left ALARM (0: not checked)."""
-        return self.defaults.verify_within if policy.verify_within is None else policy.verify_within
-
-    def approval_timeout(self, policy: Policy) -> timedelta:
-        """How long a change of this policy waits for an operator's decision."""
-        if policy.approval_timeout is None:
-            return self.defaults.approval_timeout
-        return policy.approval_timeout
+        index = next((i for i, s in enumerate(self._selectors) if s.matches(alarm_name)), None)
+        return None if index is None else self._policy(index)
 
     def policy_named(self, name: str) -> Policy | None:
-        """The policy called `name`, if the file still has it."""
-        return next((p for p in self.policies if p.name == name), None)
+        index = next((i for i, p in enumerate(self._data) if p["name"] == name), None)
+        return None if index is None else self._policy(index)
 
-    def channel(self, policy: Policy) -> str | None:
-        """The notification channel of a policy, or the default one."""
-        return policy.notify or self.defaults.notify
+    def policies_running(self, action: str) -> list[Policy]:
+        return [self._policy(i) for i, p in enumerate(self._data) if p["action"] == action]
+
+    def _policy(self, index: int) -> Policy:
+        if index not in self._validated:
+            try:
+                self._validated[index] = Policy.model_validate(self._data[index])
+            except ValidationError as error:  # an asset not written by synth, or edited
+                raise PolicyFileError(
+                    f"{self.source}: policy {self._data[index].get('name')!r} is invalid: {error}"
+                ) from None
+        return self._validated[index]
 
 
 def parse_policy_data(data: Any, source: str) -> PolicyFile:
@@ -411,6 +483,17 @@ def load_policy_file(path: str | Path) -> PolicyFile:
         except yaml.YAMLError as error:
             raise PolicyFileError(f"{path}: not valid YAML: {error}") from None
     return parse_policy_data(data, str(path))
+
+
+def load_shipped_policy_file(path: str | Path) -> ShippedPolicyFile:
+    """Read the policy file of a function's code asset (see `ShippedPolicyFile`)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return ShippedPolicyFile(data, str(path))
+    except OSError as error:
+        raise PolicyFileError(f"{path}: cannot read policy file: {error.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON, ValidationError
+        raise PolicyFileError(f"{path}: not a policy file as synth writes it: {error}") from None
 
 
 def _describe_error(data: Any, error: Any) -> str:

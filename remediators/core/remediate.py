@@ -36,7 +36,7 @@ from remediators.core.flows import FLOW_STARTED, Flows
 from remediators.core.guardrails import Claim, Gate, GuardrailState, KillSwitch
 from remediators.core.notify import Notifier
 from remediators.core.outcomes import ESCALATE, Recorder, as_duplicate, build_record
-from remediators.core.policy import Policy, PolicyFile, load_policy_file
+from remediators.core.policy import Policies, Policy, load_shipped_policy_file
 from remediators.core.registry import Action, Diagnosis, Target, get_action
 from remediators.core.settings import Settings
 from remediators.core.verify import Scheduler, credit_recovery
@@ -99,7 +99,7 @@ class Remediator:
     def __init__(
         self,
         *,
-        policies: PolicyFile,
+        policies: Policies,
         audit: AuditStore,
         notifier: Notifier,
         kill_switch: KillSwitch,
@@ -123,7 +123,7 @@ class Remediator:
         verification schedules invoke)."""
         audit = AuditStore(settings.audit_table)
         return cls(
-            policies=load_policy_file(settings.policy_path),
+            policies=load_shipped_policy_file(settings.policy_path),
             audit=audit,
             notifier=Notifier(settings.notification_topics),
             kill_switch=KillSwitch(settings.kill_switch_parameter),

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.core.approval import (
     ApprovalRequest,
     ApprovalStore,
@@ -28,7 +28,7 @@ from remediators.core.approval import (
 from remediators.core.approved_changes import apply_approved, conclude
 from remediators.core.aws import client
 from remediators.core.notify import Notifier, render_approval_request
-from remediators.core.policy import PolicyFile
+from remediators.core.policy import Policies
 from remediators.core.remediate import Remediator
 from remediators.core.settings import Settings
 
@@ -83,7 +83,7 @@ def send_approval_request(
     request: ApprovalRequest,
     token: str,
     execution: str,
-    policies: PolicyFile,
+    policies: Policies,
 ) -> dict[str, Any]:
     """Store the pending approval with its task token and email the signed links to the
     policy's channel (the request task of the approval and restore flows)."""

@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.actions.dynamodb_restore_from_backup import (
     KillSwitchOff,
     RestoreFromBackup,
@@ -40,7 +40,7 @@ from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.errors import ActionError
 from remediators.core.guardrails import KillSwitch
 from remediators.core.notify import Notifier, publish
-from remediators.core.policy import Policy, PolicyFile, load_policy_file
+from remediators.core.policy import Policies, Policy, load_shipped_policy_file
 from remediators.core.registry import Plan
 from remediators.core.settings import Settings
 from remediators.flows.approval import approval_store, send_approval_request
@@ -63,17 +63,17 @@ _ENDINGS = {
 
 
 @cache
-def _policies(path: str) -> PolicyFile:
-    return load_policy_file(path)
+def _policies(path: str) -> Policies:
+    return load_shipped_policy_file(path)
 
 
-def restore_policy(policies: PolicyFile, table: str) -> Policy | None:
+def restore_policy(policies: Policies, table: str) -> Policy | None:
     """The restore policy that names `table` (every restore policy names its table)."""
     return next(
         (
             policy
-            for policy in policies.policies
-            if policy.action == RestoreFromBackup.name and policy.target == TableTarget(table=table)
+            for policy in policies.policies_running(RestoreFromBackup.name)
+            if policy.target == TableTarget(table=table)
         ),
         None,
     )
@@ -127,7 +127,7 @@ def _step(settings: Settings, task: str, action: RestoreFromBackup, job: Restore
 
 def _request(
     settings: Settings,
-    policies: PolicyFile,
+    policies: Policies,
     job: RestoreJob,
     action: RestoreFromBackup,
     event: dict[str, Any],
@@ -145,7 +145,7 @@ def _request(
 
 
 def _conclude(
-    settings: Settings, policies: PolicyFile, state: dict[str, Any], job: RestoreJob, ending: str
+    settings: Settings, policies: Policies, state: dict[str, Any], job: RestoreJob, ending: str
 ) -> dict[str, Any]:
     """The flow ended (done, rejected, timed out, stopped, or a failed cutover that keeps the
     copy): record how, and notify."""
@@ -171,7 +171,7 @@ def _conclude(
     return state | {"record": record.model_dump(mode="json")}
 
 
-def _prepare(settings: Settings, policies: PolicyFile, state: dict[str, Any]) -> dict[str, Any]:
+def _prepare(settings: Settings, policies: Policies, state: dict[str, Any]) -> dict[str, Any]:
     """The job from the flow's input: policy, source, restored table's name, source settings."""
     start = state["start"]
     table = TableTarget.model_validate(start["target_spec"])
@@ -220,7 +220,7 @@ def _prepare(settings: Settings, policies: PolicyFile, state: dict[str, Any]) ->
     }
 
 
-def _action(policies: PolicyFile, job: RestoreJob) -> RestoreFromBackup:
+def _action(policies: Policies, job: RestoreJob) -> RestoreFromBackup:
     policy = policies.policy_named(job.policy)
     if policy is None:
         raise ActionError(f"policy {job.policy} is no longer in the policy file")
@@ -228,7 +228,7 @@ def _action(policies: PolicyFile, job: RestoreJob) -> RestoreFromBackup:
 
 
 def _approval_request(
-    policies: PolicyFile, job: RestoreJob, action: RestoreFromBackup, stage: str
+    policies: Policies, job: RestoreJob, action: RestoreFromBackup, stage: str
 ) -> ApprovalRequest:
     """What the operator approves at `stage`: the restore, or the cutover to its result."""
     policy = policies.policy_named(job.policy)
@@ -285,7 +285,7 @@ def _approval_request(
 
 def _compensate(
     settings: Settings,
-    policies: PolicyFile,
+    policies: Policies,
     state: dict[str, Any],
     job: RestoreJob,
     action: RestoreFromBackup,
@@ -310,7 +310,7 @@ def _compensate(
 
 def _record(
     settings: Settings,
-    policies: PolicyFile,
+    policies: Policies,
     job: RestoreJob,
     outcome: Outcome,
     reason: str | None,
@@ -346,7 +346,7 @@ def _record(
 
 
 def _prepare_failed(
-    settings: Settings, policies: PolicyFile, state: dict[str, Any]
+    settings: Settings, policies: Policies, state: dict[str, Any]
 ) -> dict[str, Any]:
     """Nothing was restored: the request was bad (no policy, no backup) or never reached an
     operator. Record why."""
@@ -391,7 +391,7 @@ def _base(event_id: str, policy: str | None, table: str, alarm: str) -> dict[str
 
 def _put_record(
     settings: Settings,
-    policies: PolicyFile,
+    policies: Policies,
     fields: dict[str, Any],
     outcome: Outcome,
     reason: str | None,

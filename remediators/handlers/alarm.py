@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.core.events import AlarmEvent
 from remediators.core.remediate import Remediator
 from remediators.core.settings import Settings

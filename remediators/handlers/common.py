@@ -20,7 +20,7 @@ from remediators.core.audit import AuditRecord, AuditStore
 from remediators.core.aws import client
 from remediators.core.notify import Notifier
 from remediators.core.outcomes import Recorder
-from remediators.core.policy import load_policy_file
+from remediators.core.policy import load_shipped_policy_file
 from remediators.core.settings import Settings
 
 __all__ = ["count", "idempotency", "logger", "metrics", "persistence", "recorder", "summary"]
@@ -61,7 +61,7 @@ def recorder(settings: Settings) -> Recorder:
     """How the entry points without an alarm pipeline record and notify (built once per
     execution environment, on first use)."""
     return Recorder(
-        load_policy_file(settings.policy_path),
+        load_shipped_policy_file(settings.policy_path),
         AuditStore(settings.audit_table),
         Notifier(settings.notification_topics),
     )

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.core.expiry import expire_due
 from remediators.core.guardrails import GuardrailState
 from remediators.core.settings import Settings

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-import remediators.actions  # noqa: F401  (registers the actions the policy file names)
+import remediators.actions  # noqa: F401  (declares the actions by name; each loads when first needed)
 from remediators.core.settings import Settings
 from remediators.core.verify import VerifyRequest, verify
 from remediators.handlers.common import idempotency, logger, metrics, persistence, recorder

@@ -6,9 +6,11 @@ through AWS_ENDPOINT_URL. Nothing ever reaches a real AWS account.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ __all__ = [
     "REGION",
     "LocalAws",
     "add_lambda_account_settings",
+    "atomic_dynamodb_writes",
     "in_region",
     "local_aws",
 ]
@@ -70,6 +73,8 @@ def local_aws() -> Iterator[LocalAws]:
     saved_config = default_user_config.get("stepfunctions") or {"execute_state_machine": False}
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     add_lambda_account_settings()
+    atomic = atomic_dynamodb_writes()
+    atomic.__enter__()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -87,6 +92,7 @@ def local_aws() -> Iterator[LocalAws]:
         yield LocalAws(endpoint_url=endpoint)
     finally:
         server.stop()
+        atomic.__exit__(None, None, None)
         default_user_config["stepfunctions"] = saved_config
         for key, value in saved.items():
             if value is None:
@@ -94,6 +100,41 @@ def local_aws() -> Iterator[LocalAws]:
             else:
                 os.environ[key] = value
         reset_clients()
+
+
+_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+@contextmanager
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """Make moto's DynamoDB writes atomic while this lasts, as DynamoDB applies a conditional
+    write to an item atomically: the write succeeds only if the condition holds for the item
+    it changes (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.SpecifyingConditions.html,
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html#WorkingWithItems.ConditionalUpdate).
+    moto evaluates the condition, then writes, holding nothing between the two, and its
+    server runs each request on its own thread: two concurrent conditional writes to one
+    item could both pass. One lock for every write of the backend (coarser than DynamoDB's
+    per item, which only makes writes wait for each other, never both pass)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {name: getattr(DynamoDBBackend, name) for name in _WRITES}
+
+    def atomic(original: Any) -> Any:
+        @functools.wraps(original)
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, atomic(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 @contextmanager

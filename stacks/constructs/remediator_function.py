@@ -87,6 +87,10 @@ class RemediatorFunction(Construct):
             environment={
                 "POWERTOOLS_SERVICE_NAME": names.POWERTOOLS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+                # No pydantic plugins: pydantic would otherwise scan every installed package's
+                # entry points when it first builds a model, at each cold start
+                # (https://docs.pydantic.dev/latest/concepts/plugins/, "Disabling plugins").
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",
                 **environment,
             },
         )

@@ -147,6 +147,21 @@ def test_the_function_runs_our_handler_on_the_latest_python_with_the_powertools_
     template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
 
 
+def test_every_function_skips_pydantics_plugin_scan(template_json: dict[str, Any]) -> None:
+    functions = {
+        name: resource["Properties"]
+        for name, resource in template_json["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+        and "Handler" in resource["Properties"]
+        and resource["Properties"]["Handler"].startswith("remediators.")
+    }
+
+    assert len(functions) >= 5
+    for name, properties in functions.items():
+        variables = properties["Environment"]["Variables"]
+        assert variables.get("PYDANTIC_DISABLE_PLUGINS") == "__all__", name
+
+
 def test_the_code_asset_holds_our_code_and_the_validated_policy_only(assembly: Path) -> None:
     [asset] = [p for p in assembly.iterdir() if p.name.startswith("asset.")]
     top = sorted(p.name for p in asset.iterdir())

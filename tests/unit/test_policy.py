@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from remediators.actions.dynamodb_scale_capacity import ScaleCapacityParams, TableTarget
 from remediators.core.errors import PolicyFileError
-from remediators.core.policy import load_policy_file, parse_policy_data
+from remediators.core.policy import load_policy_file, load_shipped_policy_file, parse_policy_data
 from tests.conftest import ROOT
 
 
@@ -263,3 +264,61 @@ def test_preset_settings_are_overridable_and_lambda_timeouts_needs_a_threshold()
             ]
         }
     )
+
+
+def _shipped(tmp_path: Path, data: dict[str, Any] | None = None) -> Path:
+    path = tmp_path / "policy.json"
+    if data is None:
+        path.write_text(
+            load_policy_file(ROOT / "remediation.yaml").model_dump_json(exclude_none=True)
+        )
+    else:
+        path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_shipped_file_answers_every_lookup_as_the_validated_file_does(tmp_path: Path) -> None:
+    validated = load_policy_file(ROOT / "remediation.yaml")
+    shipped = load_shipped_policy_file(_shipped(tmp_path))
+
+    assert shipped.policies == validated.policies
+    assert shipped.defaults == validated.defaults
+    assert shipped.notifications == validated.notifications
+    for policy in validated.policies:
+        alarm = policy.alarm.name or f"{policy.alarm.name_prefix}-x"
+        assert shipped.policy_for_alarm(alarm) == validated.policy_for_alarm(alarm) == policy
+        assert shipped.policy_named(policy.name) == policy
+        assert shipped.policies_running(policy.action) == validated.policies_running(policy.action)
+        assert shipped.cooldown(policy) == validated.cooldown(policy)
+    assert shipped.policy_for_alarm("no-such-alarm") is None
+    assert shipped.policy_named("no-such-policy") is None
+
+
+def test_a_shipped_policy_is_validated_when_first_looked_up_and_a_bad_one_is_named(
+    tmp_path: Path,
+) -> None:
+    data = {
+        "policies": [
+            _policy(),
+            _policy(name="broken", alarm={"name": "sessions"}, params={"factor": "lots"}),
+        ]
+    }
+    shipped = load_shipped_policy_file(_shipped(tmp_path, data))
+
+    good = shipped.policy_for_alarm("orders-ddb-throttle-read")
+    assert good is not None
+    assert good.params == ScaleCapacityParams(factor=2, max_read=4000)
+    with pytest.raises(PolicyFileError, match=r"policy\.json: policy 'broken' is invalid"):
+        shipped.policy_for_alarm("sessions")
+
+
+def test_a_shipped_file_that_is_no_policy_file_is_refused_on_load(tmp_path: Path) -> None:
+    not_json = tmp_path / "policy.json"
+    not_json.write_text("{")
+
+    with pytest.raises(PolicyFileError, match="not a policy file as synth writes it"):
+        load_shipped_policy_file(not_json)
+    with pytest.raises(PolicyFileError, match="not a policy file as synth writes it"):
+        load_shipped_policy_file(_shipped(tmp_path, {"defaults": {}}))
+    with pytest.raises(PolicyFileError, match="cannot read policy file"):
+        load_shipped_policy_file(tmp_path / "missing.json")

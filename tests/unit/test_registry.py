@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import remediators.actions
+from remediators.core import registry
 from remediators.core.errors import UnknownAction
 from remediators.core.registry import (
     Action,
@@ -71,6 +77,74 @@ def test_each_action_has_its_own_tests(name: str) -> None:
 def test_an_unknown_action_lists_the_valid_ones() -> None:
     with pytest.raises(UnknownAction, match=r"valid actions: .*dynamodb\.scale_capacity"):
         get_action("nope")
+
+
+def test_each_declared_module_registers_the_action_it_is_declared_for() -> None:
+    assert {
+        name: ACTIONS[name].__module__ for name in ACTIONS
+    } == remediators.actions.ACTION_MODULES
+
+
+def test_a_declared_module_that_registers_nothing_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(registry._MODULES, "test.nothing", "remediators.core.clock")
+
+    with pytest.raises(RuntimeError, match=r"remediators\.core\.clock was declared to register"):
+        get_action("test.nothing")
+
+
+_FIRST_EVENT = """
+import json, sys
+import remediators.handlers.alarm as handler
+from remediators.core.settings import Settings
+loaded_at_init = sorted(m for m in sys.modules if m.startswith("remediators.actions."))
+policy = handler._remediator(Settings.from_env()).policies.policy_for_alarm(sys.argv[1])
+print(json.dumps({
+    "init": loaded_at_init,
+    "first_event": sorted(m for m in sys.modules if m.startswith("remediators.actions.")),
+    "action": policy.action,
+}))
+"""
+
+
+def test_a_cold_start_loads_only_the_action_of_the_policy_its_event_matches(
+    tmp_path: Path,
+) -> None:
+    from remediators.core.policy import load_policy_file
+
+    shipped = tmp_path / "policy.json"
+    shipped.write_text(
+        load_policy_file(ROOT / "remediation.yaml").model_dump_json(exclude_none=True)
+    )
+    environment = {
+        "POLICY_PATH": str(shipped),
+        "AUDIT_TABLE_NAME": "audit",
+        "LOCKS_TABLE_NAME": "locks",
+        "IDEMPOTENCY_TABLE_NAME": "idempotency",
+        "KILL_SWITCH_PARAMETER": "/autoremediate/actions",
+        "NOTIFICATION_TOPICS": "{}",
+        "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
+        "VERIFIER_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:verifier",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _FIRST_EVENT, "orders-ddb-throttle-read"],
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(run.stdout)
+
+    assert loaded == {
+        "init": [],
+        "first_event": ["remediators.actions.dynamodb_scale_capacity"],
+        "action": "dynamodb.scale_capacity",
+    }
 
 
 def test_registering_an_action_without_declarations_fails() -> None:
