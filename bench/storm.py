@@ -296,7 +296,12 @@ def _server() -> Iterator[dict[str, Any]]:
     finally:
         if server.stdin:
             server.stdin.close()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # the figures are taken: do not lose them to a slow exit
+            print("bench.storm: the moto server did not exit in 60 s; killed", file=sys.stderr)
+            server.kill()
+            server.wait()
 
 
 def _environment(info: dict[str, Any], storm: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -130,11 +130,75 @@ def atomic_dynamodb_writes() -> Iterator[None]:
 
     for name, original in originals.items():
         setattr(DynamoDBBackend, name, atomic(original))
+    DynamoDBBackend.transact_write_items = atomic(  # type: ignore[method-assign]
+        _snapshotting_touched_items(originals["transact_write_items"])
+    )
     try:
         yield
     finally:
         for name, original in originals.items():
             setattr(DynamoDBBackend, name, original)
+
+
+def _snapshotting_touched_items(transact: Any) -> Any:
+    """moto's TransactWriteItems, with the snapshot it keeps for a rollback cut to the items
+    the transaction names. moto deep-copies every table a transaction touches, all its items,
+    before each transaction (80 ms for a 1.5 MB table here, growing with the table: the audit
+    table of a long run); a transaction can only change the items it names, so a copy of those
+    items (and of the tables' item maps) restores the same state. Runs under the write lock."""
+    from moto.dynamodb import models
+
+    @functools.wraps(transact)
+    def write(backend: Any, transact_items: list[dict[str, Any]]) -> Any:
+        touched: dict[str, list[dict[str, Any]]] = {}
+        for item in transact_items:
+            op: Any = next(iter(item.values()), {})
+            if isinstance(op, dict) and op.get("TableName"):
+                key = op.get("Key") or op.get("Item") or {}
+                touched.setdefault(op["TableName"], []).append(key)
+        namespace = vars(models)
+        module_copy, namespace["copy"] = namespace["copy"], _TableSnapshots(touched)
+        try:
+            return transact(backend, transact_items)
+        finally:
+            namespace["copy"] = module_copy
+
+    return write
+
+
+class _TableSnapshots:
+    """Stands for the `copy` module inside moto.dynamodb.models while a transaction runs: a
+    table is copied as its item maps plus deep copies of the items the transaction names;
+    anything else is deep-copied as before."""
+
+    def __init__(self, touched: dict[str, list[dict[str, Any]]]) -> None:
+        self.touched = touched
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        import copy
+
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        from moto.dynamodb.models.table import Table
+
+        if not isinstance(value, Table):
+            return copy.deepcopy(value, memo)
+        snapshot = copy.copy(value)
+        snapshot.items = copy.copy(value.items)
+        for key in self.touched.get(value.name, []):
+            if value.hash_key_attr not in key:
+                continue
+            hash_key = DynamoType(key[value.hash_key_attr])
+            if hash_key not in value.items:
+                continue
+            if value.range_key_attr is None:
+                snapshot.items[hash_key] = copy.deepcopy(value.items[hash_key])
+                continue
+            ranges = snapshot.items[hash_key] = dict(value.items[hash_key])
+            if value.range_key_attr in key:
+                range_key = DynamoType(key[value.range_key_attr])
+                if range_key in ranges:
+                    ranges[range_key] = copy.deepcopy(ranges[range_key])
+        return snapshot
 
 
 @contextmanager

@@ -88,3 +88,61 @@ def test_with_atomic_writes_the_second_conditional_write_is_refused() -> None:
         outcomes = _take_the_lock_twice()
 
     assert outcomes == ["ConditionalCheckFailedException", "taken"]
+
+
+def _table(name: str, range_key: bool) -> None:
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if range_key:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attributes.append({"AttributeName": "sk", "AttributeType": "S"})
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=schema,
+        AttributeDefinitions=attributes,
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("atomic", [False, True], ids=["bare moto", "atomic writes"])
+@pytest.mark.parametrize("range_key", [False, True], ids=["hash key", "hash and range key"])
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(atomic: bool, range_key: bool) -> None:
+    """The snapshot of the items a transaction names restores what moto's whole-table copy
+    restores: the updated item, the deleted one and the put one as before, the others kept."""
+    dynamodb = boto3.client("dynamodb")
+    _table("t", range_key)
+
+    def key(name: str) -> dict[str, Any]:
+        return {"pk": {"S": name}, **({"sk": {"S": "1"}} if range_key else {})}
+
+    for name in ("updated", "deleted", "untouched"):
+        dynamodb.put_item(TableName="t", Item={**key(name), "v": {"S": "before"}})
+    before = sorted(dynamodb.scan(TableName="t")["Items"], key=str)
+    context = atomic_dynamodb_writes() if atomic else contextlib.nullcontext()
+
+    with context, pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": key("updated"),
+                        "UpdateExpression": "SET v = :after",
+                        "ExpressionAttributeValues": {":after": {"S": "after"}},
+                    }
+                },
+                {"Delete": {"TableName": "t", "Key": key("deleted")}},
+                {"Put": {"TableName": "t", "Item": {**key("new"), "v": {"S": "after"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "t",
+                        "Key": key("untouched"),
+                        "ConditionExpression": "v = :never",
+                        "ExpressionAttributeValues": {":never": {"S": "never"}},
+                    }
+                },
+            ]
+        )
+
+    assert sorted(dynamodb.scan(TableName="t")["Items"], key=str) == before
