@@ -68,6 +68,8 @@ class ApprovalRequest(BaseModel):
     deadline: datetime
     # Step Functions reads the callback task's timeout from here (TimeoutSecondsPath).
     timeout_seconds: int = Field(ge=1)
+    # Which of a restore's two approvals this is (None: a change with one approval).
+    stage: Literal["restore", "cutover"] | None = None
 
 
 class Decision(BaseModel):

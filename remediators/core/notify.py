@@ -12,6 +12,7 @@ from remediators.core.aws import client
 
 if TYPE_CHECKING:  # only the approval flow's tasks render requests
     from remediators.core.approval import ApprovalRequest
+    from remediators.core.approval_words import Where
 
 __all__ = ["Notifier", "publish", "render", "render_approval_request"]
 
@@ -154,23 +155,37 @@ def render(record: AuditRecord) -> tuple[str, str]:
 
 
 def render_approval_request(
-    request: ApprovalRequest, approve_url: str, reject_url: str
+    request: ApprovalRequest, where: Where, approve_url: str, reject_url: str
 ) -> tuple[str, str]:
-    """Subject and body of the approval email: what would change, why, until when, links."""
+    """Subject and body of the approval email, in the approval page's words: what would
+    change on which resource, where, why, until when; the links."""
+    from remediators.core.approval_words import (
+        changed_settings,
+        headline,
+        stage_in_words,
+        target_in_words,
+    )
+
+    stage = stage_in_words(request)
+    rows = changed_settings(request.plan.before, request.plan.after)
+    width = max((len(setting) for setting, *_ in rows), default=0)
     lines = [
-        f"Approval needed: {request.action} on {request.target}",
+        headline(request),
+        *([stage] if stage else []),
         "",
-        f"Alarm:    {request.alarm} (ALARM)",
-        f"Why:      {request.alarm_reason or 'the alarm is in ALARM'}",
-        f"Policy:   {request.policy} -> {request.action}",
+        f"Resource: {target_in_words(request.target)}",
+        f"Where:    {where}",
+        f"Why:      alarm {request.alarm}: {request.alarm_reason or 'in ALARM'}",
+        f"Policy:   {request.policy}",
         "",
-        "Planned change:",
+        "What changes (now -> after):",
+        *[
+            f"  {'*' if changed else ' '} {setting:<{width}}  {now} -> {after}"
+            for setting, now, after, changed in rows
+        ],
         *[f"  - {change}" for change in request.plan.changes],
         "",
-        f"Before:        {json.dumps(request.plan.before, sort_keys=True)}",
-        f"Planned after: {json.dumps(request.plan.after, sort_keys=True)}",
-        "",
-        f"Decide by {request.deadline:%Y-%m-%d %H:%M:%S} UTC; after that nothing is applied.",
+        f"Decide by {request.deadline:%Y-%m-%d %H:%M} UTC; after that nothing is applied.",
         "Each link opens a page that asks you to confirm; it works once.",
         "",
         f"Approve: {approve_url}",
@@ -180,5 +195,6 @@ def render_approval_request(
         f"Or: remediate approvals approve {request.approval_id}",
         f"Event id: {request.event_id}",
     ]
-    subject = f"[autoremediate] Approval needed: {request.action} on {request.target}"[:100]
-    return subject, "\n".join(lines)
+    # SNS subjects: at most 100 characters, printable ASCII, no line breaks.
+    subject = f"[autoremediate] {headline(request)} {where.account} {where.region}"
+    return subject[:100], "\n".join(lines)

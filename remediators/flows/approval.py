@@ -25,6 +25,7 @@ from remediators.core.approval import (
     LinkSigner,
     signing_key,
 )
+from remediators.core.approval_words import Where
 from remediators.core.approved_changes import apply_approved, conclude
 from remediators.core.aws import client
 from remediators.core.notify import Notifier, render_approval_request
@@ -93,8 +94,10 @@ def send_approval_request(
     signer = LinkSigner(signing_key(settings.approval_signing_secret))
     base_url = _endpoint_url(settings.approval_endpoint_function)
     expires = int(request.deadline.timestamp())
+    where = Where.of(execution, os.environ.get("STACK_NAME", ""))
     subject, body = render_approval_request(
         request,
+        where,
         signer.link(base_url, request.approval_id, "approve", expires),
         signer.link(base_url, request.approval_id, "reject", expires),
     )

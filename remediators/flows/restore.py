@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from functools import cache
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -228,7 +228,10 @@ def _action(policies: Policies, job: RestoreJob) -> RestoreFromBackup:
 
 
 def _approval_request(
-    policies: Policies, job: RestoreJob, action: RestoreFromBackup, stage: str
+    policies: Policies,
+    job: RestoreJob,
+    action: RestoreFromBackup,
+    stage: Literal["restore", "cutover"],
 ) -> ApprovalRequest:
     """What the operator approves at `stage`: the restore, or the cutover to its result."""
     policy = policies.policy_named(job.policy)
@@ -280,6 +283,7 @@ def _approval_request(
         requested_at=now,
         deadline=now + timeout,
         timeout_seconds=max(1, int(timeout / timedelta(seconds=1))),
+        stage=stage,
     )
 
 

@@ -2,35 +2,36 @@
 
 Mail scanners open links, so a GET never decides anything: it checks the link and renders a
 page with the planned change and two buttons. Only a POST of a button's signed form decides,
-once, before the deadline. Every refused attempt (bad or tampered signature, expired, used,
-incomplete form) gets a page saying why and an audit record, and changes nothing.
+once, before the deadline; the browser is then sent back to the link (303), which shows the
+decision taken from then on. Every refused attempt (bad or tampered signature, expired,
+incomplete form, a second decision) gets a page saying why and what to do instead, and an
+audit record, and changes nothing.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from remediators.core import clock
 from remediators.core.approval import (
-    ApprovalRequest,
     ApprovalStore,
     LinkRefused,
     LinkSigner,
     Verdict,
     signing_key,
 )
+from remediators.core.approval_words import Where
 from remediators.core.audit import AuditRecord, AuditStore, Outcome
 from remediators.core.aws import client
+from remediators.handlers.approval_pages import confirm_page, decided_page, refused_page
 
 logger = Logger()
 app = LambdaFunctionUrlResolver()
@@ -45,31 +46,91 @@ def _store() -> ApprovalStore:
     return ApprovalStore(os.environ["APPROVALS_TABLE_NAME"])
 
 
+# The outcome a decided approval's link shows from then on (reload, Back, reopening it).
+_DECIDED = ("approved", "rejected")
+# What a person can do instead, per reason a link is refused.
+_NEXT_STEP = {
+    "incomplete": "Open the link from the approval email again, whole, or decide with "
+    "`remediate approvals approve ID` (or `reject ID`).",
+    "bad_decision": "Use one of the two links in the approval email.",
+    "bad_signature": "Use the link exactly as the approval email has it; a changed link is "
+    "refused.",
+    "expired": "The time to decide has passed and the change was not applied. If it is "
+    "still needed, the alarm asks again when it fires again.",
+    "unknown": "`remediate approvals list` shows the approvals waiting for a decision.",
+    "used": "This approval has ended; nothing more can be decided here. `remediate history` "
+    "shows what happened.",
+    "flow_ended": "The flow stopped waiting (it timed out or was stopped); nothing was "
+    "applied. `remediate history` shows what happened.",
+}
+
+
+def _where(approval: dict[str, Any]) -> Where:
+    return Where.of(approval["execution_arn"], os.environ.get("STACK_NAME", ""))
+
+
+@app.get("/favicon.ico")
+def favicon() -> Response[str]:
+    """Nothing, at once (the pages name an empty icon; an old browser may still ask)."""
+    return Response(status_code=204, body="", headers={"Cache-Control": "max-age=86400"})
+
+
 @app.get("/")
-def confirm_page() -> Response[str]:
-    """Show what the link would decide, with signed buttons; decide nothing."""
+def confirm() -> Response[str]:
+    """Show what the link would decide, with signed buttons, and decide nothing; or, once the
+    approval is decided, the decision taken."""
     fields = app.current_event.query_string_parameters or {}
     try:
-        approval_id, decision = _signer().check(fields, clock.now())
-        approval = _store().get(approval_id)
-        if approval is None:
-            raise LinkRefused(404, "unknown", "there is no such approval")
-        if approval["status"] != "pending":
-            raise LinkRefused(409, "used", f"this approval was {approval['status']} already")
+        approval_id, _ = _signer().check(fields, clock.now())
     except LinkRefused as refused:
+        # Signed but past its expiry (the signature is checked first): a decided approval
+        # still shows its outcome.
+        approval = _store().get(fields["id"]) if refused.reason == "expired" else None
+        if approval is not None and approval["status"] in _DECIDED:
+            return decided_page(approval, _where(approval))
         return _refused(refused, fields)
-    return _page(200, "Confirm your decision", _confirm_body(approval, decision, fields["expires"]))
+    approval = _store().get(approval_id)
+    if approval is None:
+        return _refused(LinkRefused(404, "unknown", "there is no such approval"), fields)
+    if approval["status"] in _DECIDED:
+        return decided_page(approval, _where(approval))
+    if approval["status"] != "pending":
+        return _refused(
+            LinkRefused(
+                409, "used", f"this approval ended without a decision: {approval['status']}"
+            ),
+            fields,
+        )
+    signer, expires = _signer(), fields["expires"]
+    verdicts: tuple[Verdict, ...] = ("approve", "reject")
+    forms: dict[Verdict, dict[str, str]] = {
+        verdict: {
+            "id": approval_id,
+            "decision": verdict,
+            "expires": expires,
+            "sig": signer.signature(approval_id, verdict, int(expires)),
+        }
+        for verdict in verdicts
+    }
+    return confirm_page(approval, _where(approval), clock.now(), forms)
 
 
 @app.post("/")
 def decide() -> Response[str]:
-    """Decide, once: record the decision and resume the waiting execution."""
+    """Decide, once: record the decision, resume the waiting execution, and send the browser
+    to the link's page, which shows the decision from then on (Post/Redirect/Get: a reload
+    does not post again)."""
     fields = dict(parse_qsl(app.current_event.decoded_body or ""))
     source_ip, user_agent = _caller()
     try:
         approval_id, verdict = _signer().check(fields, clock.now())
         decision, token = _store().decide(approval_id, verdict, source_ip, user_agent, clock.now())
     except LinkRefused as refused:
+        if refused.reason == "used":  # posted twice (a double click, a resent form)
+            approval = _store().get(fields["id"])
+            if approval is not None and approval["status"] in _DECIDED:
+                _record_refusal(refused, fields)
+                return _see(fields)
         return _refused(refused, fields)
     try:
         client("stepfunctions").send_task_success(
@@ -89,13 +150,16 @@ def decide() -> Response[str]:
             LinkRefused(410, "flow_ended", "the approval flow has ended already"), fields
         )
     logger.info("approval decided", extra=decision.model_dump(mode="json"))
-    done = (
-        "Approved: the change will be applied now."
-        if verdict == "approve"
-        else "Rejected: nothing will be changed."
-    )
-    return _page(
-        200, "Decision recorded", f"<p>{done}</p><p>Approval {html.escape(approval_id)}.</p>"
+    return _see(fields)
+
+
+def _see(fields: dict[str, str]) -> Response[str]:
+    """303 See Other to the signed link's page (GET), which shows the decision."""
+    link = {name: fields[name] for name in ("id", "decision", "expires", "sig")}
+    return Response(
+        status_code=303,
+        body="",
+        headers={"Location": f"/?{urlencode(link)}", "Cache-Control": "no-store"},
     )
 
 
@@ -106,6 +170,11 @@ def _caller() -> tuple[str, str]:
 
 def _refused(refused: LinkRefused, fields: dict[str, str]) -> Response[str]:
     """Answer a refused link with a page and an audit record; nothing else happens."""
+    _record_refusal(refused, fields)
+    return refused_page(refused.status, str(refused), _NEXT_STEP.get(refused.reason, ""))
+
+
+def _record_refusal(refused: LinkRefused, fields: dict[str, str]) -> None:
     source_ip, user_agent = _caller()
     now = clock.now()
     record = AuditRecord(
@@ -125,52 +194,6 @@ def _refused(refused: LinkRefused, fields: dict[str, str]) -> Response[str]:
     )
     AuditStore(os.environ["AUDIT_TABLE_NAME"]).put(record)
     logger.warning("approval link refused", extra=record.model_dump(mode="json", exclude_none=True))
-    return _page(
-        refused.status,
-        "This link cannot be used",
-        f"<p>{html.escape(str(refused))}.</p><p>Nothing was changed.</p>",
-    )
-
-
-def _confirm_body(approval: dict[str, Any], decision: Verdict, expires: str) -> str:
-    request: ApprovalRequest = approval["request"]
-    changes = "".join(f"<li>{html.escape(change)}</li>" for change in request.plan.changes)
-    signer = _signer()
-    buttons = ""
-    for verdict, label in (("approve", "Approve the change"), ("reject", "Reject the change")):
-        hidden = {
-            "id": request.approval_id,
-            "decision": verdict,
-            "expires": expires,
-            "sig": signer.signature(request.approval_id, verdict, int(expires)),
-        }
-        inputs = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
-            for name, value in hidden.items()
-        )
-        autofocus = " autofocus" if verdict == decision else ""
-        button = f'<button type="submit"{autofocus}>{label}</button>'
-        buttons += f'<form method="post" action="/">{inputs}{button}</form>'
-    return (
-        f"<p><b>{html.escape(request.action)}</b> on <b>{html.escape(request.target)}</b></p>"
-        f"<p>Alarm {html.escape(request.alarm)}: {html.escape(request.alarm_reason)}</p>"
-        f"<ul>{changes}</ul>"
-        f"<pre>before: {html.escape(json.dumps(request.plan.before, sort_keys=True))}\n"
-        f"after:  {html.escape(json.dumps(request.plan.after, sort_keys=True))}</pre>"
-        f"<p>Open until {approval['deadline']:%Y-%m-%d %H:%M:%S} UTC.</p>{buttons}"
-    )
-
-
-def _page(status: int, title: str, body: str) -> Response[str]:
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    # No caching, no framing: the page carries signed forms.
-    headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
-    return Response(
-        status_code=status, content_type=content_types.TEXT_HTML, body=page, headers=headers
-    )
 
 
 @logger.inject_lambda_context

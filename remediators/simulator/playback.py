@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import boto3
 from botocore.exceptions import ClientError
@@ -233,7 +234,11 @@ class Playback:
         page_forms = pages.forms(page.body)
         if page.status != 200 or verdict not in page_forms:
             raise ScenarioError(f"the {verdict} link did not show a confirmation: {page.body}")
-        answer = self._open("POST", link.split("?", 1)[0], page_forms[verdict])
+        base = link.split("?", 1)[0]
+        answer = self._open("POST", base, page_forms[verdict])
+        if answer.status == 303:  # as a browser does: to the page that shows the decision
+            location = answer.headers.get("Location") or answer.headers.get("location") or "/"
+            answer = self._open("GET", urljoin(base, location))
         self.report.note(
             "operator", f"confirmed ({verdict}): {answer.status} {pages.title(answer)}"
         )

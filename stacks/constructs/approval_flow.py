@@ -75,6 +75,8 @@ class ApprovalFlow(Construct):
         self.environment = {
             "APPROVALS_TABLE_NAME": self.table.table_name,
             "APPROVAL_SIGNING_SECRET": self.secret_name,
+            # The email and the page name the stack: production and staging look different.
+            "STACK_NAME": Aws.STACK_NAME,
         }
 
         endpoint_logs = logs.LogGroup(

@@ -8,12 +8,16 @@ from __future__ import annotations
 import html
 import importlib
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -174,10 +178,11 @@ def _event(
     form: dict[str, str] | None = None,
     caller: tuple[str, str] = OPERATOR,
     base64_body: bool = False,
+    path: str = "/",
 ) -> dict[str, Any]:
     """A function-URL request, as the simulator sends it."""
     source_ip, user_agent = caller
-    url = f"{BASE_URL}/?{urlencode(query)}" if query else f"{BASE_URL}/"
+    url = f"{BASE_URL}{path}?{urlencode(query)}" if query else f"{BASE_URL}{path}"
     return function_url_event(
         method, url, form, source_ip=source_ip, user_agent=user_agent, base64_body=base64_body
     )
@@ -363,12 +368,16 @@ def test_a_signed_approve_post_decides_once_and_resumes_the_execution(
     waiting = endpoint.flow.open()
     form = endpoint.link(waiting.id, "approve", waiting.expires)
 
-    page = endpoint.post(form)
+    answer = endpoint.post(form)
 
+    # Post/Redirect/Get: back to the link, which shows the decision from now on.
+    assert (answer.status, answer.body) == (303, "")
+    assert answer.headers["location"] == f"/?{urlencode(form)}"
+    page = endpoint.get(form)
     assert page.status == 200, page.body
-    assert "Decision recorded" in page.body
-    assert "Approved: the change will be applied now." in page.body
-    assert f"Approval {waiting.id}." in page.body
+    assert "Approved: the change is being applied." in page.body
+    assert f"<dd>{OPERATOR[0]}</dd>" in page.body
+    assert "<form" not in page.body
     approval = endpoint.store.get(waiting.id)
     assert approval is not None
     assert approval["status"] == "approved"
@@ -384,15 +393,11 @@ def test_a_signed_approve_post_decides_once_and_resumes_the_execution(
 
     replay = endpoint.post(form, caller=SCANNER)
 
-    endpoint.assert_refused(
-        replay,
-        409,
-        "used",
-        method="POST",
-        fields=form,
-        caller=SCANNER,
-        message=f"this approval was approved already from {OPERATOR[0]}; links work once",
-    )
+    # A second post decides nothing, is recorded as refused, and lands on the outcome too.
+    assert (replay.status, replay.headers["location"]) == (303, f"/?{urlencode(form)}")
+    [record] = endpoint.records()
+    assert (record.outcome, record.reason) == (Outcome.INVALID, "approval_used")
+    assert record.error == f"this approval was approved already from {OPERATOR[0]}; links work once"
     assert len(endpoint.sent) == 1
     after = endpoint.store.get(waiting.id)
     assert after == approval
@@ -404,8 +409,10 @@ def test_a_signed_reject_post_records_the_rejection_and_resumes_the_execution(
 ) -> None:
     waiting = endpoint.flow.open()
 
-    page = endpoint.post(endpoint.link(waiting.id, "reject", waiting.expires))
+    link = endpoint.link(waiting.id, "reject", waiting.expires)
+    assert endpoint.post(link).status == 303
 
+    page = endpoint.get(link)
     assert page.status == 200, page.body
     assert "Rejected: nothing will be changed." in page.body
     approval = endpoint.store.get(waiting.id)
@@ -430,7 +437,7 @@ def test_a_form_posted_base64_encoded_decides_too(endpoint: Endpoint) -> None:
 
     page = endpoint.post(endpoint.link(waiting.id, "approve", waiting.expires), base64_body=True)
 
-    assert page.status == 200, page.body
+    assert page.status == 303, page.body
     approval = endpoint.store.get(waiting.id)
     assert approval is not None
     assert approval["status"] == "approved"
@@ -449,9 +456,11 @@ def test_a_prefetched_link_shows_a_confirm_page_and_decides_nothing(
     page = endpoint.get(endpoint.link(waiting.id, opened, waiting.expires), caller=SCANNER)
 
     assert page.status == 200, page.body
-    assert "Confirm your decision" in page.body
-    assert "<b>dynamodb.scale_capacity</b> on <b>dynamodb:table/orders</b>" in page.body
+    assert "<h1>Approve a change to DynamoDB table orders?</h1>" in page.body
+    assert "<dd>account 123456789012, us-east-1, stack Autoremediate</dd>" in page.body
+    assert '<tr class="changed"><td>read</td><td>5</td><td>10</td></tr>' in page.body
     assert "<li>table read capacity 5 -&gt; 10</li>" in page.body
+    assert "(in 3 hours 59 minutes)" in page.body
     assert (page.headers["cache-control"], page.headers["x-frame-options"]) == (
         "no-store",
         "DENY",
@@ -461,7 +470,7 @@ def test_a_prefetched_link_shows_a_confirm_page_and_decides_nothing(
     for verdict, form in forms.items():
         assert (form["method"], form["action"]) == ("post", "/")
         assert form["fields"] == endpoint.link(waiting.id, verdict, waiting.expires)
-        assert form["autofocus"] is (verdict == opened)
+        assert form["autofocus"] is False  # nothing is the default, least of all approve
     endpoint.assert_undecided(waiting)
     assert endpoint.records() == []
 
@@ -472,29 +481,70 @@ def test_the_confirm_pages_button_decides(endpoint: Endpoint) -> None:
 
     answer = endpoint.post(_forms(page)["reject"]["fields"])
 
-    assert answer.status == 200, answer.body
+    assert answer.status == 303, answer.body
     approval = endpoint.store.get(waiting.id)
     assert approval is not None
     assert approval["status"] == "rejected"
     assert json.loads(endpoint.flow.finished(waiting)["output"])["decision"] == "reject"
 
 
-def test_a_decided_approvals_link_shows_it_was_used(endpoint: Endpoint) -> None:
+def test_a_decided_approvals_links_show_the_decision_even_after_they_expire(
+    endpoint: Endpoint,
+) -> None:
+    clock.use_simulated_time()
+    waiting = endpoint.flow.open(deadline=timedelta(minutes=30))
+    assert endpoint.post(endpoint.link(waiting.id, "approve", waiting.expires)).status == 303
+    other = endpoint.link(waiting.id, "reject", waiting.expires)
+
+    now = endpoint.get(other, caller=SCANNER)
+    clock.advance(timedelta(days=1))
+    later = endpoint.get(other)
+
+    for page in (now, later):
+        assert page.status == 200, page.body
+        assert "Approved: the change is being applied." in page.body
+        assert "Nothing was changed" not in page.body
+        assert "<form" not in page.body
+    assert endpoint.records() == []  # showing an outcome is no refused attempt
+
+
+def test_a_tampered_link_to_a_decided_approval_is_still_refused(endpoint: Endpoint) -> None:
     waiting = endpoint.flow.open()
-    assert endpoint.post(endpoint.link(waiting.id, "approve", waiting.expires)).status == 200
-    link = endpoint.link(waiting.id, "reject", waiting.expires)
+    assert endpoint.post(endpoint.link(waiting.id, "approve", waiting.expires)).status == 303
+    fields = endpoint.link(waiting.id, "approve", waiting.expires)
+    fields["sig"] = _tampered(fields["sig"])
 
-    page = endpoint.get(link, caller=SCANNER)
+    page = endpoint.get(fields)
 
-    endpoint.assert_refused(
-        page,
-        409,
-        "used",
-        method="GET",
-        fields=link,
-        caller=SCANNER,
-        message="this approval was approved already",
+    endpoint.assert_refused(page, 403, "bad_signature", method="GET", fields=fields)
+
+
+def test_pages_are_sent_with_strict_headers_and_the_favicon_costs_nothing(
+    endpoint: Endpoint,
+) -> None:
+    waiting = endpoint.flow.open()
+    page = endpoint.get(endpoint.link(waiting.id, "approve", waiting.expires))
+
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in page.headers["content-security-policy"].split(";")
     )
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["form-action"] == "'self'"
+    assert policy["style-src"].startswith("'sha256-")
+    assert "script-src" not in policy
+    assert "<script" not in page.body
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["strict-transport-security"].startswith("max-age=")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page.body
+    assert '<link rel="icon" href="data:,">' in page.body
+
+    icon = endpoint.call(_event("GET", path="/favicon.ico"))
+    assert (icon.status, icon.body) == (204, "")
+    assert endpoint.records() == []
 
 
 # --- refused links: tampered, moved, expired, incomplete, unknown ---------------------------
@@ -703,7 +753,7 @@ def test_a_decision_whose_sending_failed_can_be_sent_again(endpoint: Endpoint) -
 
     page = endpoint.post(form)
 
-    assert page.status == 200, page.body
+    assert page.status == 303, page.body
     assert json.loads(endpoint.flow.finished(waiting)["output"])["decision"] == "approve"
 
 
@@ -755,3 +805,191 @@ def test_a_link_carries_what_check_accepts_until_it_expires() -> None:
     with pytest.raises(LinkRefused) as forged:
         LinkSigner(OTHER_KEY).check(fields, before)
     assert (forged.value.status, forged.value.reason) == (403, "bad_signature")
+
+
+# --- in a real browser -----------------------------------------------------------------------
+# Chromium from Debian's packages (`make setup` installs it), driven by Playwright; nothing is
+# downloaded. The endpoint's handler answers through a local HTTP server, as the function URL
+# would; set SCREENSHOTS_DIR to keep a screenshot of each page (`make screenshots`).
+
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+class _Bridge(BaseHTTPRequestHandler):
+    """One HTTP request to the endpoint's handler, as a function-URL event."""
+
+    endpoint: Endpoint
+    paths: list[str]
+
+    def do_GET(self) -> None:
+        self._answer("GET", None)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._answer("POST", dict(parse_qsl(self.rfile.read(length).decode())))
+
+    def _answer(self, method: str, form: dict[str, str] | None) -> None:
+        self.paths.append(self.path)
+        url = f"{BASE_URL}{self.path}"
+        event = function_url_event(
+            method,
+            url,
+            form,
+            source_ip=self.client_address[0],
+            user_agent=self.headers["User-Agent"],
+        )
+        result = self.endpoint.handler(event, LambdaContext())
+        body = str(result.get("body") or "").encode()
+        self.send_response(int(result["statusCode"]))
+        for name, value in (result.get("headers") or {}).items():
+            self.send_header(name, str(value))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:  # no access log on stderr
+        pass
+
+
+@dataclass
+class Browser:
+    """A Chromium page at a viewport, against the endpoint served on 127.0.0.1."""
+
+    page: Any
+    url: str
+    paths: list[str]
+    errors: list[str]
+    viewport: str
+
+    def open(self, fields: dict[str, str]) -> Any:
+        return self.page.goto(f"{self.url}/?{urlencode(fields)}")
+
+    def fits(self) -> bool:
+        """No horizontal scrolling."""
+        width, inner = self.page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        return bool(width <= inner)
+
+    def screenshot(self, name: str) -> None:
+        folder = os.environ.get("SCREENSHOTS_DIR")
+        if folder:
+            path = Path(folder) / f"approval-{name}-{self.viewport}.png"
+            self.page.screenshot(path=str(path), full_page=True)
+
+
+@pytest.fixture(params=sorted(VIEWPORTS))
+def browser(endpoint: Endpoint, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    paths: list[str] = []
+    bridge = type("Bridge", (_Bridge,), {"endpoint": endpoint, "paths": paths})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), bridge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    width, height = VIEWPORTS[request.param]
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            context = chromium.new_context(
+                viewport={"width": width, "height": height},
+                is_mobile=request.param == "phone",
+                has_touch=request.param == "phone",
+                device_scale_factor=2 if request.param == "phone" else 1,
+            )
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield Browser(
+                page, f"http://127.0.0.1:{server.server_port}", paths, errors, request.param
+            )
+            chromium.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _box(page: Any, selector: str) -> dict[str, float]:
+    box: dict[str, float] = page.locator(selector).bounding_box()
+    return box
+
+
+def test_in_a_browser_the_page_fits_the_screen_and_its_buttons_are_big_and_distinct(
+    endpoint: Endpoint, browser: Browser
+) -> None:
+    waiting = endpoint.flow.open()
+
+    response = browser.open(endpoint.link(waiting.id, "approve", waiting.expires))
+
+    assert response.status == 200
+    assert browser.page.title() == "Approve a change to DynamoDB table orders?"
+    assert browser.fits()
+    approve, reject = _box(browser.page, "button.approve"), _box(browser.page, "button.reject")
+    for box in (approve, reject):
+        assert box["height"] >= 44  # a finger's target (Apple's and WCAG's 44 CSS px)
+    assert reject["y"] - (approve["y"] + approve["height"]) >= 12  # apart, not stacked
+    colours = browser.page.evaluate(
+        "['approve', 'reject'].map(c => getComputedStyle(document.querySelector('button.' + c))"
+        ".backgroundColor)"
+    )
+    assert colours[0] != colours[1]
+    assert browser.page.evaluate("document.activeElement.tagName") == "BODY"  # no default
+    assert browser.errors == []  # a style the CSP refused would be an error here
+    assert browser.paths == [browser.paths[0]]  # the page only: no favicon request
+    browser.screenshot("confirm")
+    endpoint.assert_undecided(waiting)
+
+
+def test_in_a_browser_approve_resumes_the_flow_and_reload_or_back_show_the_decision(
+    endpoint: Endpoint, browser: Browser
+) -> None:
+    waiting = endpoint.flow.open()
+    browser.open(endpoint.link(waiting.id, "approve", waiting.expires))
+
+    with browser.page.expect_navigation():
+        browser.page.click("button.approve")
+
+    assert browser.page.title() == "Approved: DynamoDB table orders"
+    assert "Approved: the change is being applied." in browser.page.content()
+    assert browser.fits()
+    browser.screenshot("approved")
+    assert endpoint.flow.finished(waiting)["status"] == "SUCCEEDED"
+    assert len(endpoint.sent) == 1
+    browser.page.reload()
+    assert browser.page.title() == "Approved: DynamoDB table orders"
+    browser.page.go_back()
+    assert "Approved: the change is being applied." in browser.page.content()
+    assert "Nothing was changed" not in browser.page.content()
+    assert len(endpoint.sent) == 1  # neither reload nor Back posted again
+    assert browser.errors == []
+
+
+@pytest.mark.parametrize("link", ["tampered", "expired"])
+def test_in_a_browser_a_refused_link_says_why_and_what_to_do(
+    endpoint: Endpoint, browser: Browser, link: str
+) -> None:
+    clock.use_simulated_time()
+    waiting = endpoint.flow.open(deadline=timedelta(minutes=30))
+    fields = endpoint.link(waiting.id, "approve", waiting.expires)
+    if link == "tampered":
+        fields["sig"] = _tampered(fields["sig"])
+    else:
+        clock.advance(timedelta(hours=1))
+
+    response = browser.open(fields)
+
+    assert response.status == (403 if link == "tampered" else 410)
+    assert browser.page.title() == "This link cannot be used"
+    text = browser.page.inner_text("main")
+    assert "Nothing was changed." in text
+    assert ("approval email" if link == "tampered" else "alarm asks again") in text
+    assert browser.fits()
+    # Chromium logs the document's own refusal status, and nothing else.
+    assert browser.errors == [
+        f"Failed to load resource: the server responded with a status of {response.status} "
+        f"({'Forbidden' if link == 'tampered' else 'Gone'})"
+    ]
+    browser.screenshot(link)
+    endpoint.assert_undecided(waiting)
