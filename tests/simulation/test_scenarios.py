@@ -93,7 +93,8 @@ def test_an_approved_ip_block_blocks_the_flooders_only_until_it_expires(
     pending, applied, expired = report.events
     assert pending.outcome == "pending"
     assert [n["subject"] for n in pending.notifications] == [
-        "[autoremediate] Approval needed: waf.block_ips on wafv2:ipset/REGIONAL/blocked-ips"
+        "[autoremediate] Approve a change to WAF IP set blocked-ips (REGIONAL)? 123456789012 "
+        "us-east-1"
     ]
     # Busiest first; the allowlisted 198.51.100.20 and the quiet 192.0.2.99 are not blocked.
     assert applied.after is not None
