@@ -79,7 +79,7 @@ STEP = timedelta(seconds=7)
 # As in storm-policy.yaml; the limit is high enough that cooldown, duplicates and caps all
 # shape the count (with 3 the circuit breaker alone would decide it).
 COOLDOWN, WINDOW, LIMIT = timedelta(minutes=15), timedelta(days=1), 20
-FACTORS, START, QUOTA = {"storm": 2.0, "flapping": 1.5}, 5, 40_000
+FACTORS, START = {"storm": 2.0, "flapping": 1.5}, 5
 # The concurrent storm: workers, and what a tick holds.
 WORKERS, TABLES_PER_TICK, EVENTS_PER_TABLE = 8, 8, 2
 # Lambda's asynchronous invocation: an event is retried twice after the first attempt fails.
@@ -199,7 +199,7 @@ class Model:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def expected(ticks: list[list[Delivery]], spacing: timedelta) -> Model:
+def expected(ticks: list[list[Delivery]], spacing: timedelta, quota: int) -> Model:
     """The guardrails as a plain model, by tick (tick k at `spacing` * k, on a frozen clock):
     an event acts only on its first delivery; per table and tick (all of one policy, see
     `waves`) at most one change, if any event is new there: cooldown per policy and table, at
@@ -224,7 +224,7 @@ def expected(ticks: list[list[Delivery]], spacing: timedelta) -> Model:
             if not new:
                 continue  # only redeliveries
             previous = last.get((policy, table))
-            raised = min(math.ceil(round(capacity[table] * FACTORS[policy], 6)), QUOTA)
+            raised = min(math.ceil(round(capacity[table] * FACTORS[policy], 6)), quota)
             if previous is not None and now - previous <= COOLDOWN:
                 decision = "cooldown"
             elif sum(1 for t in applied[table] if now - t <= WINDOW) >= LIMIT:
@@ -242,9 +242,9 @@ def expected(ticks: list[list[Delivery]], spacing: timedelta) -> Model:
     return model
 
 
-def expected_actions(plan: list[Delivery]) -> int:
+def expected_actions(plan: list[Delivery], quota: int) -> int:
     """The model's count for the sequential storm."""
-    return expected([[delivery] for delivery in plan], STEP).applied
+    return expected([[delivery] for delivery in plan], STEP, quota).applied
 
 
 def _rss_mb() -> float:
@@ -333,6 +333,16 @@ def _create_tables() -> None:
         )
 
 
+def _table_quota() -> int:
+    """The most capacity a table may have, as DescribeLimits reports it (the action caps its
+    raises there: the per-table maximum, or the account's if lower; moto reports 10,000 and
+    20,000)."""
+    import boto3
+
+    limits = boto3.client("dynamodb").describe_limits()
+    return min(limits["TableMaxReadCapacityUnits"], limits["AccountMaxReadCapacityUnits"])
+
+
 def _applied_in_audit(audit_table: str) -> list[str]:
     """The event ids the audit table holds as applied."""
     import boto3
@@ -359,7 +369,7 @@ def _sequential(info: dict[str, Any], plan: list[Delivery]) -> dict[str, Any]:
     from remediators.core import clock
 
     _create_tables()
-    expected_applied = expected_actions(plan)
+    expected_applied = expected_actions(plan, _table_quota())
     outcomes: dict[str, int] = defaultdict(int)
     marks = _marks(len(plan))
     rss: dict[int, float] = {}
@@ -442,7 +452,7 @@ def _concurrent(info: dict[str, Any], plan: list[Delivery], workers: int) -> dic
     _create_tables()
     ticks = waves(plan)
     spacing = STEP * max(1, round(len(plan) / len(ticks)))
-    model = expected(ticks, spacing)
+    model = expected(ticks, spacing, _table_quota())
     tick_of = {event["id"]: index for index, tick in enumerate(ticks) for event, _, _ in tick}
     table_of = {event["id"]: table for event, _, table in plan}
 
@@ -530,7 +540,7 @@ def _gsi_rule(session: Any) -> str:
     dynamodb-update-table-is-asynchronous keeps a raised table UPDATING for 20 s, and the
     action waits for ACTIVE with `clock.sleep`, which moves the process-global clock under
     every worker (and the sequential storm's schedule); dynamodb-capacity-limits enforces the
-    account's 80,000 units, which 200 tables raised towards 40,000 each exceed (the storm's
+    account's total, which 200 tables raised towards the per-table maximum exceed (the storm's
     model knows only the per-table cap)."""
     from remediators.simulator import fidelity
     from remediators.simulator.fidelity import dynamodb_gsi_eventually_consistent as gsi
