@@ -15,6 +15,7 @@ alike.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -57,7 +58,8 @@ FIRST_EVENT = {
         ".policies_running('dynamodb.restore_from_backup')"
     ),
 }
-# The runtime's and the Powertools layer's packages (import names and distributions).
+# The runtime's and the Powertools layer's packages (import names; their distributions'
+# metadata is linked too).
 _PACKAGES = (
     "boto3",
     "botocore",
@@ -65,21 +67,6 @@ _PACKAGES = (
     "jmespath",
     "urllib3",
     "dateutil",
-    "six",
-    "aws_lambda_powertools",
-    "pydantic",
-    "pydantic_core",
-    "annotated_types",
-    "typing_extensions",
-    "typing_inspection",
-)
-_DISTRIBUTIONS = (
-    "boto3",
-    "botocore",
-    "s3transfer",
-    "jmespath",
-    "urllib3",
-    "python_dateutil",
     "six",
     "aws_lambda_powertools",
     "pydantic",
@@ -147,8 +134,9 @@ def _runtime_packages(into: Path) -> Path:
         for candidate in (site / name, site / f"{name}.py"):
             if candidate.exists():
                 (into / candidate.name).symlink_to(candidate)
-    for dist in _DISTRIBUTIONS:
-        for info in site.glob(f"{dist}-*.dist-info"):
+    owners = importlib.metadata.packages_distributions()
+    for dist in {owner for name in _PACKAGES for owner in owners.get(name, [])}:
+        for info in site.glob(f"{dist.replace('-', '_')}-*.dist-info"):
             (into / info.name).symlink_to(info)
     return into
 

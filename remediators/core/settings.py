@@ -31,6 +31,8 @@ class Settings(BaseModel):
     approvals_table: str | None = None
     approval_signing_secret: str | None = None
     approval_endpoint_function: str | None = None
+    # The stack's name, for the approval email and page (empty in stacks built before it).
+    stack_name: str = ""
     # The state machines of actions that run as flows (`Action.flow`), by flow name.
     flow_state_machines: dict[str, str] = {}
 
@@ -55,5 +57,6 @@ class Settings(BaseModel):
             approvals_table=env.get("APPROVALS_TABLE_NAME"),
             approval_signing_secret=env.get("APPROVAL_SIGNING_SECRET"),
             approval_endpoint_function=env.get("APPROVAL_ENDPOINT_FUNCTION"),
+            stack_name=env.get("STACK_NAME", ""),
             flow_state_machines=json.loads(env.get("FLOW_STATE_MACHINES", "{}")),
         )

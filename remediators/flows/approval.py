@@ -94,7 +94,7 @@ def send_approval_request(
     signer = LinkSigner(signing_key(settings.approval_signing_secret))
     base_url = _endpoint_url(settings.approval_endpoint_function)
     expires = int(request.deadline.timestamp())
-    where = Where.of(execution, os.environ.get("STACK_NAME", ""))
+    where = Where.of(execution, settings.stack_name)
     subject, body = render_approval_request(
         request,
         where,

@@ -114,7 +114,8 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     moto evaluates the condition, then writes, holding nothing between the two, and its
     server runs each request on its own thread: two concurrent conditional writes to one
     item could both pass. One lock for every write of the backend (coarser than DynamoDB's
-    per item, which only makes writes wait for each other, never both pass)."""
+    per item, which only makes writes wait for each other, never both pass). Under the lock a
+    transaction keeps a snapshot of the items it names only (`_snapshotting_touched_items`)."""
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
@@ -128,11 +129,10 @@ def atomic_dynamodb_writes() -> Iterator[None]:
 
         return write
 
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, atomic(original))
-    DynamoDBBackend.transact_write_items = atomic(  # type: ignore[method-assign]
-        _snapshotting_touched_items(originals["transact_write_items"])
-    )
+    writes = dict(originals)
+    writes["transact_write_items"] = _snapshotting_touched_items(writes["transact_write_items"])
+    for name, write in writes.items():
+        setattr(DynamoDBBackend, name, atomic(write))
     try:
         yield
     finally:
